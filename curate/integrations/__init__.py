@@ -1,0 +1,1 @@
+"""Thin adapters between `DeepfakeScorer` and other tools (datasets, FiftyOne, Ray)."""

@@ -1,0 +1,233 @@
+"""DeepfakeScorer: the one batched callable every front end uses.
+
+`datasets.map(scorer, batched=True)`, the FiftyOne operator, the CLI and Ray Data all call
+it on a batch of images and get back the score columns. It holds settings only; the model
+loads on first use in the process (and on the device) that calls it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from curate.calibration import Calibration, resolve_calibration
+from curate.images import DEFAULT_MAX_PIXELS, read_image
+from curate.model import Detector, default_model, load_detector
+from curate.preprocess import normalize, resize
+
+FAKE, REAL = "Fake", "Real"
+SCORE_COLUMNS = ("fake_prob", "real_prob", "deepfake_label", "deepfake_error")
+LOGIT_COLUMNS = ("fake_logit", "real_logit")
+
+
+def _setting(value: Any) -> Any:
+    """torch objects as plain strings, so pickles and fingerprints are stable across processes."""
+    if isinstance(value, (torch.device, torch.dtype)):
+        return str(value).removeprefix("torch.")
+    return value
+
+
+class DeepfakeScorer:
+    """Score images as Fake/Real.
+
+    Args:
+        model: Hub id or local directory (default: `$CURATE_MODEL` or
+            `prithivMLmods/open-deepfake-detection`).
+        revision: Hub revision (branch, tag or commit) to pin.
+        device: "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1", ... or a `torch.device`.
+        dtype: "auto" (bf16 on GPU, fp32 on CPU), "float32", "bfloat16", "float16" or a
+            `torch.dtype`.
+        batch_size: images per forward pass; larger inputs are split into chunks of this size.
+        image_column: the column read when called on a batch dict.
+        draft: decode JPEGs at reduced scale (faster, approximate; see README "Fidelity").
+        max_pixels: images larger than this are refused as decompression bombs.
+        num_workers: decode threads (default: up to 8, one per CPU).
+        calibration: a `Calibration`, a temperature, or the path of a saved calibration JSON.
+        with_logits: also return `fake_logit` / `real_logit`.
+
+    Called on a batch dict it returns only the new columns: `fake_prob`, `real_prob`
+    (float32, summing to 1), `deepfake_label` ("Fake"/"Real") and `deepfake_error` (null, or
+    why the row's image could not be scored, in which case the other three are null).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        batch_size: int = 16,
+        image_column: str = "image",
+        *,
+        draft: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        num_workers: int | None = None,
+        calibration: Calibration | float | str | None = None,
+        with_logits: bool = False,
+    ) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = model or default_model()
+        self.revision = revision
+        self.device = _setting(device)
+        self.dtype = _setting(dtype)
+        self.batch_size = int(batch_size)
+        self.image_column = image_column
+        self.draft = bool(draft)
+        self.max_pixels = int(max_pixels)
+        self.num_workers = num_workers
+        self.calibration = resolve_calibration(calibration)
+        self.with_logits = bool(with_logits)
+        self._reset_runtime()
+
+    # -- pickling: settings only ------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._settings()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_runtime()
+
+    def _reset_runtime(self) -> None:
+        self._detector: Detector | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid: int | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._settings().items())
+        return f"DeepfakeScorer({args})"
+
+    # -- lazy runtime -------------------------------------------------------------------------
+    def load(self, rank: int | None = None) -> Detector:
+        """Load the model now (it otherwise loads on the first batch). `rank` picks the GPU."""
+        with self._lock:
+            if self._detector is None:
+                self._detector = load_detector(
+                    self.model, self.revision, self.device, self.dtype, rank=rank
+                )
+            return self._detector
+
+    @property
+    def detector(self) -> Detector:
+        return self.load()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # Threads do not survive a fork; a pool made before one is rebuilt in the child.
+        if self._pool is None or self._pool_pid != os.getpid():
+            workers = self.num_workers or min(8, os.cpu_count() or 1)
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="curate-decode")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return SCORE_COLUMNS + (LOGIT_COLUMNS if self.with_logits else ())
+
+    @property
+    def features(self):
+        """`datasets.Features` of the columns this scorer adds."""
+        from datasets import Features, Value
+
+        types = {
+            "fake_prob": "float32",
+            "real_prob": "float32",
+            "deepfake_label": "string",
+            "deepfake_error": "string",
+            "fake_logit": "float32",
+            "real_logit": "float32",
+        }
+        return Features({c: Value(types[c]) for c in self.columns})
+
+    # -- scoring ------------------------------------------------------------------------------
+    def __call__(self, batch: dict[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
+        """Score `batch[image_column]`; `rank` is what `datasets.map(with_rank=True)` passes."""
+        if self.image_column not in batch:
+            raise KeyError(
+                f"image column {self.image_column!r} not in batch (columns: {sorted(batch)}); "
+                "pass image_column=... to DeepfakeScorer"
+            )
+        if self._detector is None:
+            self.load(rank)
+        return self.score_images(batch[self.image_column])
+
+    def score_images(self, images: Iterable[Any]) -> dict[str, list]:
+        """Score a sequence of images; returns one list per output column, in input order."""
+        images = list(images)
+        out: dict[str, list] = {c: [None] * len(images) for c in self.columns}
+        if not images:
+            return out
+        detector = self.detector
+        starts = range(0, len(images), self.batch_size)
+        # Decode chunk k+1 on worker threads while chunk k runs through the model.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-prefetch") as prefetch:
+            pending = prefetch.submit(self._prepare, images[0 : self.batch_size], detector)
+            for start in starts:
+                arrays, errors = pending.result()
+                nxt = start + self.batch_size
+                if nxt < len(images):
+                    pending = prefetch.submit(
+                        self._prepare, images[nxt : nxt + self.batch_size], detector
+                    )
+                self._fill(out, start, arrays, errors, detector)
+        return out
+
+    def _prepare(self, items: list[Any], detector: Detector) -> tuple[list, list]:
+        results = list(self._executor().map(lambda x: self._load_resized(x, detector), items))
+        return [a for a, _ in results], [e for _, e in results]
+
+    def _load_resized(self, item: Any, detector: Detector) -> tuple[np.ndarray | None, str | None]:
+        cfg = detector.preprocess
+        draft = (cfg.width, cfg.height) if self.draft else None
+        img, err = read_image(item, max_pixels=self.max_pixels, draft_size=draft)
+        if err is not None:
+            return None, err
+        try:
+            return resize(img, cfg), None
+        except Exception as exc:  # one bad row must not cost the batch
+            return None, f"cannot resize image: {exc}"
+
+    def _fill(
+        self, out: dict[str, list], start: int, arrays: list, errors: list, detector: Detector
+    ) -> None:
+        ok = [i for i, a in enumerate(arrays) if a is not None]
+        for i, err in enumerate(errors):
+            out["deepfake_error"][start + i] = err
+        if not ok:
+            return
+        logits = self.logits(np.stack([arrays[i] for i in ok]), detector)
+        fake_logit = logits[:, detector.fake_index]
+        real_logit = logits[:, detector.real_index]
+        fake_prob = self.fake_probability(fake_logit, real_logit)
+        for j, i in enumerate(ok):
+            row = start + i
+            p = float(fake_prob[j])
+            out["fake_prob"][row] = p
+            out["real_prob"][row] = float(np.float32(1.0) - fake_prob[j])
+            out["deepfake_label"][row] = FAKE if p > 0.5 else REAL
+            if self.with_logits:
+                out["fake_logit"][row] = float(fake_logit[j])
+                out["real_logit"][row] = float(real_logit[j])
+
+    def logits(self, batch_uint8: np.ndarray, detector: Detector | None = None) -> np.ndarray:
+        """float32 logits [N, num_labels] for a resized NHWC uint8 batch."""
+        detector = detector or self.detector
+        pixel_values = normalize(batch_uint8, detector.preprocess, detector.device, detector.dtype)
+        with torch.inference_mode():
+            return detector.logits(pixel_values).cpu().numpy()
+
+    def fake_probability(self, fake_logit: np.ndarray, real_logit: np.ndarray) -> np.ndarray:
+        """Softmax over the Fake/Real pair (= sigmoid of the logit gap), calibrated if asked."""
+        gap = fake_logit.astype(np.float64) - real_logit.astype(np.float64)
+        if self.calibration is not None:
+            gap = self.calibration.slope * gap + self.calibration.intercept
+        return (1.0 / (1.0 + np.exp(-gap))).astype(np.float32)

@@ -1,0 +1,110 @@
+"""Shared fixtures: checkpoints built here (no Hub), and real image files of every kind."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+# Before anything imports huggingface_hub: tests never reach the Hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from curate.testing import build_random_checkpoint, swap_labels  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_IMAGES = REPO / "examples" / "images"
+SEED_CARD = REPO.parent / "shared" / "seed" / "open-deepfake-detection-model-card.md"
+
+# Classifier scale at which the tiny random model's logit gap has a std of about 4 on real
+# photos, so probabilities spread over (0, 1) and preprocessing mistakes show.
+SPREAD = 4.0
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    """A tiny random SiglipForImageClassification (64x64, {0: Fake, 1: Real}), saved to disk."""
+    return build_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", classifier_scale=SPREAD)
+
+
+@pytest.fixture(scope="session")
+def swapped_checkpoint(tiny_checkpoint, tmp_path_factory) -> str:
+    """The same detector stored as {0: Real, 1: Fake}."""
+    return swap_labels(tiny_checkpoint, tmp_path_factory.mktemp("ckpt") / "swapped")
+
+
+@pytest.fixture(scope="session")
+def photo_paths() -> list[str]:
+    """The project's real example photos (JPEG and a greyscale PNG)."""
+    return sorted(str(p) for p in EXAMPLE_IMAGES.iterdir() if p.suffix in (".jpg", ".png"))
+
+
+def _save(img: Image.Image, path: Path, **kw) -> str:
+    img.save(path, **kw)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def mode_images(tmp_path_factory, photo_paths) -> dict[str, str]:
+    """Real photo content saved in every mode a dataset meets: RGBA, LA, P (+transparency),
+    L, CMYK JPEG, 16-bit grey PNG, EXIF-rotated JPEG."""
+    d = tmp_path_factory.mktemp("modes")
+    base = Image.open(photo_paths[0]).convert("RGB").resize((160, 120))
+    rgba = base.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(base.size))
+    p_img = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    p_img.info["transparency"] = 0
+    grey16 = Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257), mode="I;16")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    return {
+        "rgb_jpeg": _save(base, d / "rgb.jpg", quality=95),
+        "rgba_png": _save(rgba, d / "rgba.png"),
+        "la_png": _save(rgba.convert("LA"), d / "la.png"),
+        "p_png": _save(p_img, d / "p.png"),
+        "l_png": _save(base.convert("L"), d / "l.png"),
+        "cmyk_jpeg": _save(base.convert("CMYK"), d / "cmyk.jpg", quality=95),
+        "i16_png": _save(grey16, d / "i16.png"),
+        "exif_rotated_jpeg": _save(base, d / "rotated.jpg", quality=95, exif=exif.tobytes()),
+        "webp": _save(base, d / "rgb.webp", quality=90),
+    }
+
+
+@pytest.fixture(scope="session")
+def broken_images(tmp_path_factory, photo_paths) -> dict[str, object]:
+    """One input of every kind that cannot be read: the scorer must give each a reason."""
+    d = tmp_path_factory.mktemp("broken")
+    data = Path(photo_paths[0]).read_bytes()
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "notes.jpg").write_text("this is not an image\n")
+    bomb = io.BytesIO()
+    # 20000 x 20000 = 4e8 pixels of one colour compresses to a few hundred KB of PNG.
+    Image.new("L", (20000, 20000)).save(bomb, format="PNG")
+    (d / "bomb.png").write_bytes(bomb.getvalue())
+    return {
+        "truncated": str(d / "truncated.jpg"),
+        "zero_bytes": str(d / "empty.jpg"),
+        "not_an_image": str(d / "notes.jpg"),
+        "missing_file": str(d / "does-not-exist.jpg"),
+        "bomb": str(d / "bomb.png"),
+        "null": None,
+        "garbage_bytes": b"\x00\x01garbage",
+    }
+
+
+@pytest.fixture
+def image_folder(tmp_path, photo_paths) -> Path:
+    """A folder of the example photos (a copy the test may add to or break)."""
+    d = tmp_path / "images"
+    d.mkdir()
+    for p in photo_paths:
+        shutil.copy(p, d)
+    return d
