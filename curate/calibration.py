@@ -50,7 +50,9 @@ class Calibration:
             raise ValueError(f"cannot read calibration file {os.fspath(path)!r}: {exc}") from None
 
 
-def resolve_calibration(value: Calibration | float | str | os.PathLike | None) -> Calibration | None:
+def resolve_calibration(
+    value: Calibration | float | str | os.PathLike | None,
+) -> Calibration | None:
     """None, a `Calibration`, a temperature (number), or the path of a saved calibration."""
     if value is None or isinstance(value, Calibration):
         return value

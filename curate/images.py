@@ -97,9 +97,7 @@ def _array_to_image(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
-def _open_encoded(
-    fp: Any, max_pixels: int, draft_size: tuple[int, int] | None
-) -> Image.Image:
+def _open_encoded(fp: Any, max_pixels: int, draft_size: tuple[int, int] | None) -> Image.Image:
     with warnings.catch_warnings():
         # PIL warns (and at 2x raises) on its own bomb limit; ours is checked below instead.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -135,7 +133,9 @@ def load_image(
         if isinstance(source, Image.Image):
             img = source
             if img.width * img.height > max_pixels:
-                raise ImageReadError(f"image of {img.width}x{img.height} pixels is over the limit of {max_pixels:,}")
+                raise ImageReadError(
+                    f"image of {img.width}x{img.height} pixels is over the limit of {max_pixels:,}"
+                )
             img.load()
         elif isinstance(source, np.ndarray):
             img = _array_to_image(source)

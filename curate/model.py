@@ -56,7 +56,9 @@ class PreprocessConfig:
                 "processors ({'height': H, 'width': W}) such as SigLIP's."
             )
         if cfg.get("do_center_crop") or cfg.get("do_pad"):
-            raise ModelLoadError("Unsupported preprocessing: center crop / padding are not implemented.")
+            raise ModelLoadError(
+                "Unsupported preprocessing: center crop / padding are not implemented."
+            )
         mean = cfg.get("image_mean", (0.5, 0.5, 0.5))
         std = cfg.get("image_std", (0.5, 0.5, 0.5))
         if isinstance(mean, (int, float)):
@@ -95,7 +97,9 @@ class Detector:
         return self.model(pixel_values=pixel_values).logits.float()
 
 
-def resolve_device(device: str | torch.device | None = None, rank: int | None = None) -> torch.device:
+def resolve_device(
+    device: str | torch.device | None = None, rank: int | None = None
+) -> torch.device:
     """`None`/"auto" picks cuda > mps > cpu; with a `rank` (datasets `with_rank`, one process
     per GPU) "auto" and a bare "cuda" pick GPU `rank % device_count`."""
     if isinstance(device, torch.device):
@@ -117,7 +121,9 @@ def resolve_device(device: str | torch.device | None = None, rank: int | None = 
             f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
         ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'.")
+        raise ValueError(
+            f"Device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'."
+        )
     return dev
 
 
@@ -138,7 +144,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             return torch.float16
         return torch.float32
     if name not in DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'.")
+        raise ValueError(
+            f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'."
+        )
     return DTYPES[name]
 
 

@@ -31,7 +31,9 @@ SPREAD = 4.0
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> str:
     """A tiny random SiglipForImageClassification (64x64, {0: Fake, 1: Real}), saved to disk."""
-    return build_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", classifier_scale=SPREAD)
+    return build_random_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "tiny", classifier_scale=SPREAD
+    )
 
 
 @pytest.fixture(scope="session")
