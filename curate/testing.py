@@ -92,3 +92,40 @@ def swap_labels(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     model.save_pretrained(dst, safe_serialization=True)
     shutil.copy(os.path.join(src, "preprocessor_config.json"), dst)
     return os.fspath(dst)
+
+
+class ReferenceDetector:
+    """The model card's reference inference (`../shared/seed/`), kept as the oracle.
+
+    One image at a time: `AutoImageProcessor` (PIL backend, which is what the seed's code
+    gets on a machine without torchvision), `SiglipForImageClassification`, softmax. Tests
+    compare the scorer against it; the benchmark times it as the baseline.
+    """
+
+    def __init__(self, model: str | os.PathLike) -> None:
+        from transformers import AutoImageProcessor, SiglipForImageClassification
+
+        self.model = SiglipForImageClassification.from_pretrained(model).eval()
+        self.processor = AutoImageProcessor.from_pretrained(model, backend="pil")
+        self.id2label = self.model.config.id2label
+
+    def logits(self, image: Any) -> Any:
+        """float32 logits (numpy, in `id2label` order) for one image: an RGB PIL image or an
+        HWC uint8 array, converted as the seed does (`Image.fromarray(...).convert("RGB")`)."""
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        image = image.convert("RGB")
+        inputs = self.processor(images=image, return_tensors="pt")
+        with torch.no_grad():
+            return self.model(**inputs).logits[0].float().numpy()
+
+    def probabilities(self, image: Any) -> dict[str, float]:
+        """`{label: probability}` for one image, exactly as the seed's `classify_image`."""
+        import torch
+
+        probs = torch.softmax(torch.from_numpy(self.logits(image))[None], dim=1)[0].tolist()
+        return {self.id2label[i]: probs[i] for i in range(len(probs))}
