@@ -1,0 +1,305 @@
+"""The keep / remove / review decision, and filtering scored data with it.
+
+One rule (`DecisionRule`) decides every row, whatever holds it: a `datasets.Dataset`
+(`filter_synthetic`), a scored Parquet file (`filter_parquet`), FiftyOne views, the CLI.
+
+- `fake_prob < threshold`: keep; otherwise remove.
+- With a review band `(lo, hi)` (and `lo <= threshold <= hi`): `fake_prob < lo` keep,
+  `lo <= fake_prob < hi` review, `fake_prob >= hi` remove.
+- A row without a score (unreadable image: null / NaN `fake_prob`) is kept, removed, or set
+  apart as "unscored", by an explicit choice that defaults to setting it apart, so nothing
+  disappears silently.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+KEEP, REMOVE, REVIEW, UNSCORED = "keep", "remove", "review", "unscored"
+OUTCOMES = (KEEP, REMOVE, REVIEW, UNSCORED)
+UNSCORED_CHOICES = ("keep", "drop", "separate")
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """Which rows to keep, remove, review or set apart, from their `fake_prob`.
+
+    Args:
+        threshold: rows with `fake_prob < threshold` are kept, the rest removed.
+        review_band: `(lo, hi)` with `lo <= threshold <= hi`: rows with `lo <= fake_prob < hi`
+            go to review instead (only `fake_prob < lo` is kept, `>= hi` removed).
+        unscored: rows with no score: "keep", "drop" (outcome "remove") or "separate"
+            (outcome "unscored").
+    """
+
+    threshold: float = 0.5
+    review_band: tuple[float, float] | None = None
+    unscored: Literal["keep", "drop", "separate"] = "separate"
+
+    def __post_init__(self) -> None:
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1], got {t!r}")
+        object.__setattr__(self, "threshold", float(t))
+        if self.review_band is not None:
+            band = tuple(self.review_band)
+            if len(band) != 2 or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) for b in band
+            ):
+                raise ValueError(f"review_band must be two numbers (lo, hi), got {band!r}")
+            lo, hi = float(band[0]), float(band[1])
+            if not 0.0 <= lo < hi <= 1.0:
+                raise ValueError(f"review_band must satisfy 0 <= lo < hi <= 1, got ({lo}, {hi})")
+            if not lo <= self.threshold <= hi:
+                raise ValueError(
+                    f"threshold {self.threshold} must lie inside the review band ({lo}, {hi}): "
+                    "rows below the band are kept, rows above it removed"
+                )
+            object.__setattr__(self, "review_band", (lo, hi))
+        if self.unscored not in UNSCORED_CHOICES:
+            raise ValueError(
+                f"unscored must be one of {', '.join(UNSCORED_CHOICES)}; got {self.unscored!r}"
+            )
+
+    @property
+    def keep_below(self) -> float:
+        """Rows with `fake_prob` below this are kept."""
+        return self.review_band[0] if self.review_band else self.threshold
+
+    @property
+    def remove_from(self) -> float:
+        """Rows with `fake_prob` at or above this are removed."""
+        return self.review_band[1] if self.review_band else self.threshold
+
+    @property
+    def unscored_outcome(self) -> str:
+        return {"keep": KEEP, "drop": REMOVE, "separate": UNSCORED}[self.unscored]
+
+    def decide(self, fake_prob: float | None) -> str:
+        """The outcome for one row: "keep", "remove", "review" or "unscored"."""
+        if fake_prob is None or math.isnan(fake_prob):
+            return self.unscored_outcome
+        p = float(fake_prob)
+        if p < self.keep_below:
+            return KEEP
+        if p >= self.remove_from:
+            return REMOVE
+        return REVIEW
+
+    def decide_many(self, fake_probs: Any) -> np.ndarray:
+        """`decide` for a whole column (list with None, numpy array, pyarrow array)."""
+        p = _as_float_array(fake_probs)
+        out = np.full(p.shape, REVIEW, dtype="<U8")
+        with np.errstate(invalid="ignore"):
+            out[p < self.keep_below] = KEEP
+            out[p >= self.remove_from] = REMOVE
+        out[np.isnan(p)] = self.unscored_outcome
+        return out
+
+    def to_metadata(self) -> dict[str, str]:
+        """The rule as `curate.*` schema-metadata entries for the files it writes."""
+        import json
+
+        return {
+            "curate.threshold": json.dumps(self.threshold),
+            "curate.review_band": json.dumps(list(self.review_band) if self.review_band else None),
+            "curate.unscored": self.unscored,
+        }
+
+
+def _as_float_array(values: Any) -> np.ndarray:
+    import pyarrow as pa
+
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return values.astype(np.float64, copy=False)
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+@dataclass
+class FilterCounts:
+    """Rows per outcome; `total` is every input row."""
+
+    keep: int = 0
+    remove: int = 0
+    review: int = 0
+    unscored: int = 0
+    errored: int = 0  # rows with a `deepfake_error`, whatever their outcome
+
+    @property
+    def total(self) -> int:
+        return self.keep + self.remove + self.review + self.unscored
+
+    def add(self, outcomes: np.ndarray) -> None:
+        for name in OUTCOMES:
+            setattr(self, name, getattr(self, name) + int(np.count_nonzero(outcomes == name)))
+
+
+@dataclass
+class FilterResult:
+    """`filter_synthetic`'s output: one dataset per outcome (empty ones included)."""
+
+    kept: Any
+    removed: Any
+    review: Any
+    unscored: Any
+    counts: FilterCounts = field(default_factory=FilterCounts)
+
+
+def _rule(
+    rule: DecisionRule | None,
+    threshold: float | None,
+    review_band: tuple[float, float] | None,
+    unscored: str | None,
+) -> DecisionRule:
+    if rule is not None:
+        if threshold is not None or review_band is not None or unscored is not None:
+            raise ValueError("pass either rule=... or threshold/review_band/unscored, not both")
+        return rule
+    return DecisionRule(
+        threshold=0.5 if threshold is None else threshold,
+        review_band=review_band,
+        unscored=unscored or "separate",
+    )
+
+
+def filter_synthetic(
+    dataset,
+    rule: DecisionRule | None = None,
+    *,
+    threshold: float | None = None,
+    review_band: tuple[float, float] | None = None,
+    unscored: Literal["keep", "drop", "separate"] | None = None,
+    score_column: str = "fake_prob",
+) -> FilterResult:
+    """Split a scored `datasets.Dataset` by `rule` (or `threshold` / `review_band` /
+    `unscored`) into kept / removed / review / unscored datasets.
+
+    Reads only the score column; the splits are index selections of `dataset` (no image is
+    decoded or copied)."""
+    rule = _rule(rule, threshold, review_band, unscored)
+    if score_column not in dataset.column_names:
+        raise ValueError(
+            f"no {score_column!r} column in the dataset (columns: {dataset.column_names}); "
+            "score it first (dataset.map(DeepfakeScorer(), batched=True))"
+        )
+    outcomes = rule.decide_many(dataset.data.column(score_column))
+    counts = FilterCounts()
+    counts.add(outcomes)
+    if "deepfake_error" in dataset.column_names:
+        counts.errored = len(dataset) - dataset.data.column("deepfake_error").null_count
+    parts = {o: dataset.select(np.flatnonzero(outcomes == o)) for o in OUTCOMES}
+    return FilterResult(
+        kept=parts[KEEP],
+        removed=parts[REMOVE],
+        review=parts[REVIEW],
+        unscored=parts[UNSCORED],
+        counts=counts,
+    )
+
+
+def filter_parquet(
+    scored: str | os.PathLike | Sequence[str | os.PathLike],
+    kept: str | os.PathLike,
+    rule: DecisionRule | None = None,
+    *,
+    removed: str | os.PathLike | None = None,
+    review: str | os.PathLike | None = None,
+    unscored: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    score_column: str = "fake_prob",
+    batch_size: int = 256,
+    progress: Any = None,
+) -> FilterCounts:
+    """Stream scored Parquet file(s) into one file per outcome.
+
+    `kept` always gets the kept rows; `removed` (optional: removed rows are only counted
+    without it) the removed ones; review rows go to `review` and set-apart unscored rows to
+    `unscored`, which must be given when the rule can produce them. The files keep the
+    input's schema and metadata, plus the rule (`curate.threshold`, ...) and the outcome
+    (`curate.outcome`). Each file appears complete at the end, or not at all (temp file + rename).
+    `progress(rows)` is called after each batch."""
+    import pyarrow.parquet as pq
+
+    from curate.parquet import AtomicParquetWriter
+
+    rule = rule or DecisionRule()
+    paths = [scored] if isinstance(scored, (str, os.PathLike)) else list(scored)
+    if not paths:
+        raise ValueError("no scored Parquet files given")
+    schema = pq.read_schema(paths[0])
+    if score_column not in schema.names:
+        raise ValueError(
+            f"{os.fspath(paths[0])} has no {score_column!r} column (columns: "
+            f"{', '.join(schema.names)}); score it first with `curate score`"
+        )
+    targets: dict[str, str | os.PathLike | None] = {
+        KEEP: kept,
+        REMOVE: removed,
+        REVIEW: review,
+        UNSCORED: unscored,
+    }
+    if rule.review_band is not None and review is None:
+        raise ValueError("a review band needs a file for the review rows (review=...)")
+    if rule.unscored == "separate" and unscored is None:
+        raise ValueError("unscored='separate' needs a file for the unscored rows (unscored=...)")
+    named = [os.path.abspath(os.fspath(p)) for p in targets.values() if p is not None]
+    if len(set(named)) != len(named):
+        raise ValueError("the kept, removed, review and unscored files must be different paths")
+    inputs = {os.path.abspath(os.fspath(p)) for p in paths}
+    if inputs & set(named):
+        raise ValueError("an output file cannot be the scored input file")
+    if not overwrite:
+        for p in targets.values():
+            if p is not None and os.path.exists(p):
+                raise FileExistsError(f"{os.fspath(p)} already exists (pass --overwrite)")
+    base_meta = dict(schema.metadata or {})
+    base_meta.update({k.encode(): v.encode() for k, v in rule.to_metadata().items()})
+    writers: dict[str, AtomicParquetWriter] = {}
+    counts = FilterCounts()
+    try:
+        for outcome, p in targets.items():
+            if p is not None:
+                meta = dict(base_meta)
+                meta[b"curate.outcome"] = outcome.encode()
+                writers[outcome] = AtomicParquetWriter(
+                    p, schema.with_metadata(meta), overwrite=overwrite
+                )
+        for p in paths:
+            pf = pq.ParquetFile(p)
+            if not pf.schema_arrow.equals(schema, check_metadata=False):
+                raise ValueError(
+                    f"{os.fspath(p)} does not have the same columns as {os.fspath(paths[0])}"
+                )
+            for batch in pf.iter_batches(batch_size=batch_size):
+                outcomes = rule.decide_many(batch.column(score_column))
+                counts.add(outcomes)
+                if "deepfake_error" in batch.schema.names:
+                    col = batch.column("deepfake_error")
+                    counts.errored += len(col) - col.null_count
+                for outcome, writer in writers.items():
+                    mask = outcomes == outcome
+                    if mask.any():
+                        writer.write(batch.filter(mask))
+                if progress is not None:
+                    progress(batch.num_rows)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    for writer in writers.values():
+        writer.close()
+    return counts
+
+
+def outcome_counts(outcomes: Sequence[str] | np.ndarray) -> Mapping[str, int]:
+    """How many rows got each outcome (every outcome listed, zeros included)."""
+    arr = np.asarray(outcomes)
+    return {o: int(np.count_nonzero(arr == o)) for o in OUTCOMES}
