@@ -63,7 +63,7 @@ def mode_images(tmp_path_factory, photo_paths) -> dict[str, str]:
     rgba.putalpha(Image.linear_gradient("L").resize(base.size))
     p_img = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     p_img.info["transparency"] = 0
-    grey16 = Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257), mode="I;16")
+    grey16 = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees on display
     return {
