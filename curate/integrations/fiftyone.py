@@ -144,16 +144,20 @@ def field_problem(samples: SampleCollection, name: str, kind: str) -> str | None
 def model_problem(model: str, revision: str | None = None) -> str | None:
     """Why `model` cannot be loaded as a Fake/Real detector, from its configs only (no weights
     are read), or None. Cached, because App forms call it on every change."""
-    from transformers import AutoConfig
+    from transformers.utils import cached_file
 
-    from curate.model import ModelLoadError, label_indices, load_preprocess_config
+    from curate.model import ModelLoadError, _hub_error, label_indices, load_preprocess_config
 
     if not model or not model.strip():
         return "model must not be empty"
     try:
         load_preprocess_config(model, revision)
-        config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=False)
-        label_indices(config.id2label)
+        try:
+            config_path = cached_file(model, "config.json", revision=revision)
+        except OSError as exc:
+            raise _hub_error(model, exc) from None
+        with open(config_path, encoding="utf-8") as f:
+            label_indices(json.load(f).get("id2label") or {})
     except ModelLoadError as exc:
         return str(exc)
     except (OSError, ValueError, KeyError) as exc:
