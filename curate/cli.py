@@ -1,8 +1,31 @@
-"""The `curate` command line."""
+"""The `curate` command line: `curate score` and `curate filter`, thin over the library.
+
+Progress bars and errors go to stderr, results (tables) to stdout. Errors are one line:
+exit code 2 for bad arguments or unusable inputs, 1 for failures while running (a model that
+cannot load, a disk that fills up), 130 when interrupted. Set CURATE_DEBUG=1 for tracebacks.
+"""
 
 from __future__ import annotations
 
+import os
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     name="curate",
@@ -12,10 +35,385 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+class UsageError(Exception):
+    """Bad arguments or an unusable input: exit code 2."""
+
 
 @app.callback()
 def _root() -> None:
     """Find and remove synthetic (AI-generated) images in image datasets."""
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    # One line, whatever the message holds: a user's terminal, not a traceback.
+    line = " ".join(str(message).split())
+    stderr.print(Text(f"Error: {line}", style="bold red"), soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guarded(fn):
+    """Run a command body, turning every failure into a one-line error and an exit code."""
+    from curate.filtering import DecisionRule  # noqa: F401  (import errors surface here)
+    from curate.model import ModelLoadError
+    from curate.parquet import ParquetExportError, ResumeMismatchError
+    from curate.sources import SourceError
+
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        stderr.print("Interrupted.", style="yellow")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if os.environ.get("CURATE_DEBUG"):
+            raise
+        if isinstance(exc, ModelLoadError):
+            _fail(str(exc), 1)
+        if isinstance(
+            exc,
+            (
+                UsageError,
+                SourceError,
+                ResumeMismatchError,
+                ParquetExportError,
+                FileExistsError,
+                IsADirectoryError,
+                ValueError,
+            ),
+        ):
+            _fail(str(exc), 2)
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+
+
+class _RateColumn(ProgressColumn):
+    """Images per second over the recent window (rich's own speed estimate)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
+
+
+def _progress(unit: str) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(unit),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+    )
+
+
+def _fmt(p: float | None) -> str:
+    return "-" if p is None else f"{p:.3f}"
+
+
+def _print_single(path: str, scores: dict[str, list]) -> None:
+    """The seed demo as a command: one image's Fake/Real probabilities."""
+    error = scores["deepfake_error"][0]
+    if error is not None:
+        _fail(f"cannot score {path}: {error}", 1)
+    table = Table(title=os.path.basename(path), title_justify="left")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for label, column in (("Fake", "fake_prob"), ("Real", "real_prob")):
+        table.add_row(label, _fmt(scores[column][0]))
+    stdout.print(table)
+    stdout.print(f"prediction: [bold]{scores['deepfake_label'][0]}[/bold]")
+
+
+def _score_summary(output: str, seconds: float, new_rows: int) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(output, columns=["deepfake_label", "deepfake_error"])
+    labels = table.column("deepfake_label")
+    fake = int(pc.sum(pc.equal(labels, "Fake")).as_py() or 0)
+    real = int(pc.sum(pc.equal(labels, "Real")).as_py() or 0)
+    errors = table.num_rows - table.column("deepfake_error").null_count
+    summary = Table(title=f"Scored {table.num_rows} images -> {output}", title_justify="left")
+    summary.add_column("rows", justify="right")
+    summary.add_column("Fake", justify="right")
+    summary.add_column("Real", justify="right")
+    summary.add_column("unreadable", justify="right")
+    summary.add_column("images/s", justify="right")
+    rate = f"{new_rows / seconds:.2f}" if seconds > 0 and new_rows else "-"
+    summary.add_row(str(table.num_rows), str(fake), str(real), str(errors), rate)
+    stdout.print(summary)
+
+
+@app.command()
+def score(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="An image, a folder of images (recursive), Parquet file(s) or a glob, a "
+            "save_to_disk directory, or a Hub dataset name (with --split).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Parquet file to write (images embedded). Optional for a single image, whose "
+            "probabilities are printed.",
+            dir_okay=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Hub id or local directory of the detector (default: $CURATE_MODEL, else "
+            "prithivMLmods/open-deepfake-detection).",
+            show_default=False,
+        ),
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Model revision to pin.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+    ] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    image_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Image column of a Parquet/datasets source (default: 'image', or the only "
+            "image column).",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split of a DatasetDict or Hub dataset.")
+    ] = None,
+    config: Annotated[str | None, typer.Option(help="Config (subset) of a Hub dataset.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Score only the first N rows.", show_default=False)
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output file.")
+    ] = False,
+    draft: Annotated[
+        bool,
+        typer.Option("--draft", help="Decode JPEGs at reduced scale (faster, approximate)."),
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="Calibration JSON to apply to the probabilities.", exists=True),
+    ] = None,
+    chunk_rows: Annotated[
+        int,
+        typer.Option(min=1, help="Rows per finished chunk in OUT.work/ (what a crash can lose)."),
+    ] = 256,
+) -> None:
+    """Score images as Fake/Real and write them, with their scores, to Parquet.
+
+    Resumable: finished chunks are kept in OUT.work/ beside the output; re-running the same
+    command after a crash continues from there. The output appears only when complete.
+    """
+
+    def body() -> None:
+        from curate.model import resolve_device, resolve_dtype
+        from curate.parquet import ScoringRun, work_dir_for
+        from curate.scorer import DeepfakeScorer
+        from curate.sources import resolve_source
+
+        src = resolve_source(
+            source,
+            image_column=image_column,
+            split=split,
+            limit=limit,
+            config=config,
+        )
+        if output is None and src.kind != "image":
+            raise UsageError(f"{source} is a {src.kind} source: pass -o OUT.parquet")
+        resolve_dtype(dtype, resolve_device(device))  # bad --device/--dtype: exit 2, now
+        scorer = DeepfakeScorer(
+            model=model,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            image_column=src.image_column,
+            draft=draft,
+            calibration=os.fspath(calibration) if calibration else None,
+        )
+        if output is None:
+            scorer.load()
+            batch = next(src.batches(1))
+            _print_single(source, scorer.score_images(batch[src.image_column]))
+            return
+        run = ScoringRun(src, scorer, output, overwrite=overwrite, chunk_rows=chunk_rows)
+        if run.resumed_rows:
+            stderr.print(
+                f"Resuming: {run.resumed_rows} rows already scored in {work_dir_for(output)}"
+            )
+        with stderr.status(f"Loading {scorer.model} ..."):
+            scorer.load()
+        started = time.perf_counter()
+        with _progress("img") as bar:
+            task = bar.add_task("Scoring", total=src.num_rows, completed=run.resumed_rows)
+            rows = run.run(progress=lambda n: bar.advance(task, n))
+        seconds = time.perf_counter() - started
+        if src.kind == "image":
+            import pyarrow.parquet as pq
+
+            _print_single(
+                source, pq.read_table(output).drop_columns([src.image_column]).to_pydict()
+            )
+        _score_summary(os.fspath(output), seconds, rows - run.resumed_rows)
+
+    _guarded(body)
+
+
+class Unscored(str, Enum):
+    keep = "keep"
+    drop = "drop"
+    separate = "separate"
+
+
+def sibling(kept: Path, role: str) -> Path:
+    """`kept.parquet` -> `kept.<role>.parquet`, beside it (default review/unscored files)."""
+    suffix = kept.suffix or ".parquet"
+    return kept.with_name(f"{kept.name.removesuffix(kept.suffix)}.{role}{suffix}")
+
+
+@app.command("filter")
+def filter_(
+    scored: Annotated[
+        str,
+        typer.Argument(help="Scored Parquet file (from `curate score`), or a glob of them."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="Parquet file for the kept rows.", dir_okay=False),
+    ],
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Keep rows with fake_prob below this.")
+    ] = 0.5,
+    removed: Annotated[
+        Path | None,
+        typer.Option(
+            help="Parquet file for the removed rows (otherwise only counted).", dir_okay=False
+        ),
+    ] = None,
+    review_band: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            help="LO HI: rows with LO <= fake_prob < HI go to review (LO <= threshold <= HI).",
+            show_default=False,
+        ),
+    ] = None,
+    review: Annotated[
+        Path | None,
+        typer.Option(
+            help="Parquet file for review rows (default: KEPT.review.parquet).", show_default=False
+        ),
+    ] = None,
+    unscored: Annotated[
+        Unscored,
+        typer.Option(help="Rows whose image could not be scored: keep, drop, or separate."),
+    ] = Unscored.separate,
+    unscored_output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Parquet file for unscored rows when separate (default: KEPT.unscored.parquet).",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing output files.")
+    ] = False,
+) -> None:
+    """Split a scored Parquet file into kept / removed / review / unscored files.
+
+    Kept: fake_prob < threshold (or < LO with --review-band). Review rows go to KEPT.review.parquet,
+    unscored rows (--unscored separate, the default) to KEPT.unscored.parquet, unless named
+    otherwise. The counts always add up to the input.
+    """
+
+    def body() -> None:
+        import glob
+
+        import pyarrow.parquet as pq
+
+        from curate.filtering import DecisionRule, filter_parquet
+
+        paths = sorted(glob.glob(scored)) if any(c in scored for c in "*?[") else [scored]
+        if not paths:
+            raise UsageError(f"no files match {scored!r}")
+        for p in paths:
+            if not os.path.isfile(p):
+                raise UsageError(f"{p} does not exist or is not a file")
+            try:
+                pq.read_schema(p)
+            except Exception as exc:
+                raise UsageError(f"cannot read {p} as Parquet: {exc}") from None
+        band = tuple(review_band) if review_band and None not in review_band else None
+        rule = DecisionRule(threshold=threshold, review_band=band, unscored=unscored.value)
+        review_path = (review or sibling(output, "review")) if band else None
+        unscored_path = (
+            (unscored_output or sibling(output, "unscored"))
+            if rule.unscored == "separate"
+            else None
+        )
+        if not overwrite:
+            for p in (output, removed, review_path, unscored_path):
+                if p is not None and os.path.exists(p):
+                    raise UsageError(f"{p} already exists (pass --overwrite to replace it)")
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+        with _progress("rows") as bar:
+            task = bar.add_task("Filtering", total=total)
+            counts = filter_parquet(
+                paths,
+                output,
+                rule,
+                removed=removed,
+                review=review_path,
+                unscored=unscored_path,
+                overwrite=overwrite,
+                progress=lambda n: bar.advance(task, n),
+            )
+        table = Table(
+            title=f"Filtered {counts.total} rows (threshold {rule.threshold:g}"
+            + (f", review band {band[0]:g}-{band[1]:g}" if band else "")
+            + f", unscored: {rule.unscored})",
+            title_justify="left",
+        )
+        table.add_column("outcome")
+        table.add_column("rows", justify="right")
+        table.add_column("file")
+        table.add_row("kept", str(counts.keep), os.fspath(output))
+        table.add_row(
+            "removed", str(counts.remove), os.fspath(removed) if removed else "(not written)"
+        )
+        if band:
+            table.add_row("review", str(counts.review), os.fspath(review_path))
+        if rule.unscored == "separate":
+            table.add_row("unscored", str(counts.unscored), os.fspath(unscored_path))
+        table.add_row("total", str(counts.total), "", style="bold")
+        stdout.print(table)
+        if counts.errored:
+            note = {"keep": "kept", "drop": "removed", "separate": "set apart"}[rule.unscored]
+            stdout.print(f"{counts.errored} rows had unreadable images ({note}).")
+        if counts.total != total:
+            raise RuntimeError(f"decided {counts.total} rows of {total}")
+
+    _guarded(body)
 
 
 def main() -> None:
