@@ -1,0 +1,452 @@
+"""Provenance evidence on real artefacts made here: C2PA-signed files (a certificate chain
+generated in the test), generator metadata, SD / SDXL watermarks embedded with
+`invisible-watermark`, stripped and broken files."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import pickle
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from curate.provenance import (
+    NONE_FOUND,
+    PROVENANCE_COLUMNS,
+    WATERMARK_COLUMN,
+    WATERMARK_MESSAGES,
+    ProvenanceChecker,
+    decode_watermark,
+    png_text_chunks,
+    required_matches,
+    resolve_provenance,
+    watermark_block_bits,
+)
+
+c2pa = pytest.importorskip("c2pa")
+
+IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+A1111_PARAMETERS = (
+    "a lighthouse at dusk, oil painting\nNegative prompt: blurry\n"
+    "Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1234, Size: 512x512, "
+    "Model: sd_xl_base_1.0"
+)
+COMFY_PROMPT = {"3": {"class_type": "KSampler", "inputs": {"seed": 5, "steps": 20}}}
+COMFY_WORKFLOW = {"nodes": [{"id": 3, "type": "KSampler"}], "links": []}
+
+
+# -- artefact builders ----------------------------------------------------------------------------
+def _cert_chain() -> tuple[bytes, bytes, str]:
+    """(leaf + root PEM chain, leaf private key PEM, root PEM): an untrusted test CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "curate tests"),
+            ]
+        )
+
+    def usage(sign: bool, ca: bool) -> x509.KeyUsage:
+        return x509.KeyUsage(sign, False, False, False, False, ca, ca, False, False)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("curate test root"))
+        .issuer_name(name("curate test root"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage(False, True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name("curate test signer"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage(True, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    chain = leaf.public_bytes(pem) + ca.public_bytes(pem)
+    return chain, key_pem, ca.public_bytes(pem).decode()
+
+
+def _sign(data: bytes, mime: str, source_type: str, chain: bytes, key: bytes) -> bytes:
+    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, key, None))
+    manifest = {
+        "claim_generator_info": [{"name": "curate-tests", "version": "1.0"}],
+        "title": "artefact",
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": IPTC + source_type,
+                            "softwareAgent": {"name": "TestDiffusion", "version": "2.0"},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    out = io.BytesIO()
+    with c2pa.Builder(manifest) as builder:
+        builder.sign(signer, mime, io.BytesIO(data), out)
+    return out.getvalue()
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _png_chunk(ctype: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
+
+
+def _append_text_after_idat(png: bytes, key: str, text: str) -> bytes:
+    """A zTXt chunk after the image data (where PIL's header read does not look)."""
+    iend = png.rindex(b"IEND") - 4
+    body = key.encode("latin-1") + b"\0\0" + zlib.compress(text.encode("latin-1"))
+    return png[:iend] + _png_chunk(b"zTXt", body) + png[iend:]
+
+
+def _xmp(source_type: str, creator_tool: str | None = None) -> bytes:
+    tool = f' xmp:CreatorTool="{creator_tool}"' if creator_tool else ""
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+        'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        f'xmlns:xmp="http://ns.adobe.com/xap/1.0/"{tool} '
+        f'Iptc4xmpExt:DigitalSourceType="{IPTC}{source_type}"/></rdf:RDF></x:xmpmeta>'
+    ).encode()
+
+
+def _embed(rgb: np.ndarray, bits: np.ndarray, order: str) -> np.ndarray:
+    """Embed `bits` the way the reference pipelines do: BGR uint8 (CompVis, Stability) or,
+    as diffusers does, the RGB float array handed over as is."""
+    from imwatermark import WatermarkEncoder
+
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bits", [int(b) for b in bits])
+    if order == "bgr":
+        return encoder.encode(np.ascontiguousarray(rgb[:, :, ::-1]), "dwtDct")[:, :, ::-1]
+    marked = encoder.encode(rgb.astype(np.float32), "dwtDct")
+    return np.clip(np.round(marked), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def chain() -> tuple[bytes, bytes, str]:
+    return _cert_chain()
+
+
+@pytest.fixture(scope="session")
+def artefacts(tmp_path_factory, photo_paths, chain) -> dict[str, Path]:
+    """A folder of files with known provenance (name -> path); `EXPECTED` says what each holds."""
+    d = tmp_path_factory.mktemp("provenance")
+    cert, key, _ = chain
+    by_name = {Path(p).stem: p for p in photo_paths}
+    base = Image.open(by_name["astronaut"]).convert("RGB").resize((512, 512), Image.BILINEAR)
+    other = Image.open(by_name["rocket"]).convert("RGB").resize((512, 512), Image.BILINEAR)
+    jpeg = _encode(base, "JPEG", quality=92)
+    files: dict[str, bytes] = {}
+
+    files["c2pa_ai.jpg"] = _sign(jpeg, "image/jpeg", "trainedAlgorithmicMedia", cert, key)
+    files["c2pa_composite.png"] = _sign(
+        _encode(other, "PNG"), "image/png", "compositeWithTrainedAlgorithmicMedia", cert, key
+    )
+    files["c2pa_capture.jpg"] = _sign(jpeg, "image/jpeg", "digitalCapture", cert, key)
+    tampered = bytearray(files["c2pa_ai.jpg"])
+    tampered[-200] ^= 0xFF  # inside the entropy-coded image data: the data hash no longer matches
+    files["c2pa_tampered.jpg"] = bytes(tampered)
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", A1111_PARAMETERS)
+    files["a1111.png"] = _encode(base, "PNG", pnginfo=info)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("prompt", json.dumps(COMFY_PROMPT), zip=True)
+    files["comfyui.png"] = _append_text_after_idat(
+        _encode(base, "PNG", pnginfo=info), "workflow", json.dumps(COMFY_WORKFLOW)
+    )
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "NovelAI")
+    info.add_text("parameters", "holiday photo from the lake")  # not a generator's format
+    files["novelai.png"] = _encode(base, "PNG", pnginfo=info)
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + A1111_PARAMETERS.encode("utf-16-be")
+    files["a1111_exif.jpg"] = _encode(base, "JPEG", quality=92, exif=exif.tobytes())
+    exif = Image.Exif()
+    exif[0x0131] = "Adobe Firefly Image 3"
+    files["firefly_software.jpg"] = _encode(base, "JPEG", quality=92, exif=exif.tobytes())
+    files["xmp_ai.jpg"] = _encode(
+        base, "JPEG", quality=92, xmp=_xmp("trainedAlgorithmicMedia", "Midjourney v6")
+    )
+    camera = Image.Exif()
+    camera[0x010F], camera[0x0110], camera[0x0131] = "Canon", "Canon EOS R5", "Firmware 1.8.1"
+    files["camera_exif.jpg"] = _encode(base, "JPEG", quality=92, exif=camera.tobytes())
+
+    # The same files with their metadata stripped (decoded and saved again, as most tools do).
+    files["stripped_c2pa_ai.jpg"] = _encode(Image.open(io.BytesIO(files["c2pa_ai.jpg"])), "JPEG")
+    files["stripped_a1111.png"] = _encode(Image.open(io.BytesIO(files["a1111.png"])), "PNG")
+
+    rgb, rgb2 = np.asarray(base), np.asarray(other)
+    sdxl, sd1 = WATERMARK_MESSAGES["SDXL"], WATERMARK_MESSAGES["Stable Diffusion 1.x"]
+    flux = WATERMARK_MESSAGES["FLUX"]
+    files["wm_sdxl.png"] = _encode(Image.fromarray(_embed(rgb, sdxl, "bgr")), "PNG")
+    files["wm_sdxl_diffusers.png"] = _encode(Image.fromarray(_embed(rgb, sdxl, "rgb")), "PNG")
+    files["wm_flux.png"] = _encode(Image.fromarray(_embed(rgb2, flux, "bgr")), "PNG")
+    files["wm_sd1.jpg"] = _encode(
+        Image.fromarray(_embed(rgb2, sd1, "bgr")), "JPEG", quality=95, subsampling=0
+    )
+    files["clean.png"] = _encode(base, "PNG")
+    files["clean.jpg"] = _encode(other, "JPEG", quality=95, subsampling=0)
+
+    out = {}
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+        out[name] = d / name
+    (d / "notes.jpg").write_text("not an image\n")
+    out["notes.jpg"] = d / "notes.jpg"
+    return out
+
+
+# name -> (synthetic, strong, words the summary must contain). Watermark files only carry
+# evidence when the watermark check is on; without it they read as "none found".
+EXPECTED = {
+    "c2pa_ai.jpg": (True, True, ["C2PA Valid", "trust list", "trainedAlgorithmicMedia"]),
+    "c2pa_composite.png": (True, True, ["C2PA Valid", "compositeWithTrainedAlgorithmicMedia"]),
+    "c2pa_capture.jpg": (False, False, ["C2PA Valid", "declares capture (digitalCapture)"]),
+    "c2pa_tampered.jpg": (True, False, ["C2PA Invalid", "assertion.dataHash.mismatch"]),
+    "a1111.png": (True, False, ["PNG 'parameters' chunk"]),
+    "comfyui.png": (True, False, ["PNG 'prompt' chunk", "PNG 'workflow' chunk"]),
+    "novelai.png": (True, False, ["PNG 'Software' names a generator (NovelAI)"]),
+    "a1111_exif.jpg": (True, False, ["EXIF UserComment holds generation parameters"]),
+    "firefly_software.jpg": (True, False, ["EXIF Software names a generator (Adobe Firefly)"]),
+    "xmp_ai.jpg": (True, False, ["XMP DigitalSourceType trainedAlgorithmicMedia", "Midjourney"]),
+    "camera_exif.jpg": (None, False, [NONE_FOUND]),
+    "stripped_c2pa_ai.jpg": (None, False, [NONE_FOUND]),
+    "stripped_a1111.png": (None, False, [NONE_FOUND]),
+    "wm_sdxl.png": (None, False, [NONE_FOUND]),
+    "wm_sdxl_diffusers.png": (None, False, [NONE_FOUND]),
+    "wm_flux.png": (None, False, [NONE_FOUND]),
+    "wm_sd1.jpg": (None, False, [NONE_FOUND]),
+    "clean.png": (None, False, [NONE_FOUND]),
+    "clean.jpg": (None, False, [NONE_FOUND]),
+    "notes.jpg": (None, False, ["error: not a recognised image file"]),
+}
+WATERMARKED = {
+    "wm_sdxl.png": "SDXL",
+    "wm_sdxl_diffusers.png": "SDXL",
+    "wm_flux.png": "FLUX",
+    "wm_sd1.jpg": "Stable Diffusion 1.x",
+}
+
+
+def check_expected(name: str, row: dict, watermark: bool = False) -> None:
+    """Assert one row's provenance columns against `EXPECTED` (shared with the CLI test)."""
+    synthetic, strong, words = EXPECTED[name]
+    if watermark and name in WATERMARKED:
+        synthetic, strong, words = True, True, [f"{WATERMARKED[name]} invisible watermark"]
+    assert row["provenance_synthetic"] is synthetic, (name, row["provenance"])
+    assert row["provenance_strong"] is strong, (name, row["provenance"])
+    for w in words:
+        assert w in row["provenance"], (name, w, row["provenance"])
+    evidence = json.loads(row["provenance_detail"])["evidence"]
+    assert bool(evidence) is (synthetic is not None), (name, evidence)
+
+
+# -- tests ----------------------------------------------------------------------------------------
+def test_each_artefact_reports_its_evidence(artefacts):
+    checker = ProvenanceChecker()
+    for name, path in artefacts.items():
+        check_expected(name, checker.check(str(path)).row())
+
+
+def test_input_forms_agree(artefacts):
+    """Path, bytes, {"bytes", "path"} dict and a PIL image opened from the file agree."""
+    checker = ProvenanceChecker()
+    for name in ("c2pa_ai.jpg", "comfyui.png", "a1111_exif.jpg", "xmp_ai.jpg"):
+        path = artefacts[name]
+        data = path.read_bytes()
+        rows = [
+            checker.check(x).row()
+            for x in (str(path), path, data, {"bytes": data, "path": None}, {"path": str(path)})
+        ]
+        rows.append(checker.check(Image.open(path)).row())
+        assert all(r == rows[0] for r in rows), name
+
+
+def test_decoded_image_without_file_keeps_what_pil_read(artefacts):
+    """A PIL image decoded from bytes (what `datasets` gives) has no file: C2PA cannot be
+    checked, and the row says so; text chunks PIL read are still reported."""
+    img = Image.open(io.BytesIO(artefacts["a1111.png"].read_bytes()))
+    img.load()
+    p = ProvenanceChecker().check(img)
+    assert p.synthetic is True and "parameters" in p.summary
+    assert "C2PA not checked" in p.summary
+    arr = np.asarray(img.convert("RGB"))
+    p = ProvenanceChecker().check(arr)
+    assert p.synthetic is None and "no file bytes (ndarray)" in p.summary
+
+
+def test_c2pa_validation_is_reported_honestly(artefacts, chain):
+    """Untrusted chain: "Valid" with `signingCredential.untrusted`; with the test root as a
+    trust anchor: "Trusted"; tampered: "Invalid" with the failing check, and not strong."""
+    detail = json.loads(
+        ProvenanceChecker().check(str(artefacts["c2pa_ai.jpg"])).row()["provenance_detail"]
+    )
+    ev = detail["evidence"][0]
+    assert ev["validation_state"] == "Valid"
+    assert "signingCredential.untrusted" in ev["validation_codes"]
+    manifest = ev["manifests"][ev["active_manifest"]]
+    assert manifest["claim_generator"].startswith("curate-tests 1.0")
+    assert manifest["software_agents"] == ["TestDiffusion 2.0"]
+    assert manifest["digital_source_types"] == ["trainedAlgorithmicMedia"]
+    assert manifest["signer"] == "curate test signer"
+
+    trusted = ProvenanceChecker(trust_anchors=chain[2]).check(str(artefacts["c2pa_ai.jpg"]))
+    assert trusted.summary.startswith("C2PA Trusted:") and trusted.strong
+
+    tampered = json.loads(
+        ProvenanceChecker().check(str(artefacts["c2pa_tampered.jpg"])).row()["provenance_detail"]
+    )
+    assert tampered["evidence"][0]["validation_state"] == "Invalid"
+    assert "assertion.dataHash.mismatch" in tampered["evidence"][0]["validation_codes"]
+
+
+def test_trust_anchor_file_and_bad_settings(tmp_path, chain):
+    pem = tmp_path / "anchors.pem"
+    pem.write_text(chain[2])
+    assert ProvenanceChecker(trust_anchors=str(pem)).trust_anchors == chain[2]
+    with pytest.raises(ValueError, match="cannot read C2PA trust anchors"):
+        ProvenanceChecker(trust_anchors=str(tmp_path / "missing.pem"))
+    (tmp_path / "empty.pem").write_text("nothing here")
+    with pytest.raises(ValueError, match="hold no PEM certificate"):
+        ProvenanceChecker(trust_anchors=str(tmp_path / "empty.pem"))
+    with pytest.raises(ValueError, match="watermark_false_alarm"):
+        ProvenanceChecker(watermark_false_alarm=0)
+    with pytest.raises(ValueError, match="provenance must be"):
+        resolve_provenance("yes")
+
+
+def test_png_text_after_image_data_is_read_without_decoding(artefacts):
+    data = artefacts["comfyui.png"].read_bytes()
+    assert data.index(b"zTXt") > data.index(b"IDAT")
+    chunks = png_text_chunks(data)
+    assert json.loads(chunks["workflow"]) == COMFY_WORKFLOW
+    assert json.loads(chunks["prompt"]) == COMFY_PROMPT
+    # a malformed chunk stops the walk instead of raising
+    assert png_text_chunks(data[: data.index(b"zTXt") + 10]).keys() == {"prompt"}
+
+
+def test_watermark_decoder_is_bit_exact_with_invisible_watermark(artefacts, photo_paths):
+    imwatermark = pytest.importorskip("imwatermark")
+    for path in [*photo_paths, artefacts["wm_sdxl.png"], artefacts["wm_sd1.jpg"]]:
+        bgr = np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1].copy()
+        bits = watermark_block_bits(bgr)
+        for message in WATERMARK_MESSAGES.values():
+            ref = imwatermark.WatermarkDecoder("bits", len(message)).decode(bgr, "dwtDct")
+            assert np.array_equal(decode_watermark(bits, len(message)), np.asarray(ref, bool))
+
+
+def test_watermark_detected_on_marked_files_only(artefacts):
+    checker = ProvenanceChecker(watermark=True)
+    for name, message in WATERMARKED.items():
+        row = checker.check(str(artefacts[name])).row(watermark=True)
+        check_expected(name, row, watermark=True)
+        best = json.loads(row["provenance_detail"])["evidence"][-1]["best"]
+        assert best["message"] == message
+        assert best["matching_bits"] >= best["required"]
+        assert row[WATERMARK_COLUMN] >= 0.9
+    for name in ("clean.png", "clean.jpg", "stripped_a1111.png"):
+        row = checker.check(str(artefacts[name])).row(watermark=True)
+        assert row["provenance"] == NONE_FOUND and row["provenance_strong"] is False
+        assert row[WATERMARK_COLUMN] < 0.75
+
+
+def test_watermark_false_positive_rate_on_real_photos(photo_paths):
+    """No real photo of the project is reported as watermarked (the rate is 0 / n; the
+    highest chance match rate is far below every message's requirement)."""
+    rows = ProvenanceChecker(watermark=True).check_many(photo_paths)
+    assert rows["provenance"] == [NONE_FOUND] * len(photo_paths)
+    assert max(rows[WATERMARK_COLUMN]) < 0.7
+    # the tolerance follows from the false-alarm bound: longer messages tolerate more errors
+    assert required_matches(48, 1e-6, 8) == 42 and required_matches(136, 1e-6, 8) == 99
+
+
+def test_watermark_check_small_and_broken(broken_images, tmp_path):
+    small = tmp_path / "small.png"
+    Image.new("RGB", (200, 200), (10, 20, 30)).save(small)
+    p = ProvenanceChecker(watermark=True).check(str(small))
+    assert "under 256x256" in p.summary and p.watermark_match is None
+    p = ProvenanceChecker(watermark=True).check(broken_images["bomb"])
+    assert "watermark not checked" in p.summary and "decompression bomb" in p.summary
+
+
+def test_broken_inputs_give_reasons_never_raise(broken_images):
+    checker = ProvenanceChecker(watermark=True)
+    rows = checker.check_many(list(broken_images.values()))
+    by_name = dict(zip(broken_images, rows["provenance"], strict=True))
+    assert by_name["zero_bytes"] == "error: empty file (0 bytes)"
+    assert by_name["not_an_image"] == "error: not a recognised image file"
+    assert by_name["missing_file"].startswith("error: file not found")
+    assert by_name["null"] == "error: no image (null value)"
+    assert by_name["garbage_bytes"] == "error: not a recognised image file"
+    # a truncated file still has readable headers: no evidence, and the pixels' failure noted
+    assert by_name["truncated"].startswith(NONE_FOUND + "; watermark not checked: cannot decode")
+    assert all(s is None for s in rows["provenance_synthetic"])
+    assert not any(rows["provenance_strong"])
+
+
+def test_checker_pickles_and_columns(artefacts):
+    checker = ProvenanceChecker(watermark=True, watermark_false_alarm=1e-4)
+    clone = pickle.loads(pickle.dumps(checker))
+    assert clone == checker
+    assert checker.columns == (*PROVENANCE_COLUMNS, WATERMARK_COLUMN)
+    assert ProvenanceChecker().columns == PROVENANCE_COLUMNS
+    out = clone.check_many([str(artefacts["c2pa_ai.jpg"]), None])
+    assert set(out) == set(checker.columns) and all(len(v) == 2 for v in out.values())
+    assert resolve_provenance(True) == ProvenanceChecker()
+    assert resolve_provenance("watermark").watermark is True
+    assert resolve_provenance(False) is None
+
+
+def _copy_folder(artefacts: dict[str, Path], dest: Path) -> Path:
+    dest.mkdir()
+    for name, path in artefacts.items():
+        shutil.copy(path, dest / name)
+    return dest
