@@ -4,14 +4,23 @@ The default path reproduces transformers' PIL processor: PIL resize with the che
 `resample` (bilinear, with PIL's antialiasing) to uint8, then rescale and normalise in
 float32. The uint8 resize runs on CPU worker threads (PIL releases the GIL); the float
 arithmetic runs on the model's device, so only uint8 crosses to a GPU.
+
+The "torch" path (`resize_on_device`) takes the full decode to the model's device as uint8
+and resizes there with `interpolate(..., antialias=True)`: the GPU does the work that
+bottlenecks a GPU pipeline, at a small, tested cost in fidelity (README, "Fidelity").
 """
 
 from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from curate.images import image_bytes
 from curate.model import PreprocessConfig
 
 
@@ -28,6 +37,62 @@ def resize(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     return arr
 
 
+# PIL resample filters that `torch.nn.functional.interpolate` has an antialiased twin for.
+TORCH_RESAMPLE = {2: "bilinear", 3: "bicubic"}
+
+
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A uint8 array on `device`; to a GPU it goes through pinned memory, asynchronously."""
+    t = torch.as_tensor(array)
+    if device.type != "cuda" or t.device.type == "cuda":
+        return t.to(device)
+    if not t.is_pinned():
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+def pinned_batch(arrays: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Stack equal-shape HWC uint8 arrays in one copy, into pinned memory when bound for a GPU."""
+    out = torch.empty(
+        (len(arrays), *arrays[0].shape), dtype=torch.uint8, pin_memory=device.type == "cuda"
+    )
+    np.stack(arrays, out=out.numpy())
+    return out
+
+
+def resize_on_device(
+    images: list[np.ndarray | torch.Tensor],
+    cfg: PreprocessConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Full-size HWC uint8 images (numpy, or CHW uint8 tensors already on `device`, as nvJPEG
+    returns them) -> normalised NCHW `pixel_values`, resized on `device`.
+
+    Antialiased interpolation of the checkpoint's filter, rounded to uint8 as PIL's output
+    is, then the same rescale + normalise as `normalize`."""
+    mode = TORCH_RESAMPLE.get(cfg.resample)
+    if mode is None:
+        raise ValueError(f"resize='torch' has no equivalent of PIL resample={cfg.resample}")
+    size = (cfg.height, cfg.width)
+    out = torch.empty((len(images), 3, *size), dtype=torch.float32, device=device)
+    for i, img in enumerate(images):
+        if isinstance(img, torch.Tensor) and img.device.type == device.type:
+            x = img.to(device)[None].float()
+        else:
+            x = to_device(img, device).permute(2, 0, 1)[None].float()
+        if x.shape[-2:] != size and cfg.do_resize:
+            x = torch.nn.functional.interpolate(x, size=size, mode=mode, antialias=True)
+            x = x.round_().clamp_(0, 255)
+        if x.shape[-2:] != size:
+            raise ValueError(
+                f"image is {x.shape[-1]}x{x.shape[-2]} but the model needs "
+                f"{cfg.width}x{cfg.height} and the checkpoint's processor does not resize"
+            )
+        out[i] = x[0]
+    return _rescale_normalize(out, cfg, dtype)
+
+
 def normalize(
     batch: np.ndarray | torch.Tensor,
     cfg: PreprocessConfig,
@@ -35,12 +100,12 @@ def normalize(
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """NHWC uint8 -> NCHW `pixel_values` on `device` in `dtype` (arithmetic in float32)."""
-    t = torch.as_tensor(batch)
-    if device.type == "cuda":
-        t = t.pin_memory().to(device, non_blocking=True)
-    else:
-        t = t.to(device)
-    x = t.permute(0, 3, 1, 2).to(torch.float32)
+    x = to_device(batch, device).permute(0, 3, 1, 2).to(torch.float32)
+    return _rescale_normalize(x, cfg, dtype)
+
+
+def _rescale_normalize(x: torch.Tensor, cfg: PreprocessConfig, dtype: torch.dtype) -> torch.Tensor:
+    device = x.device
     if cfg.do_rescale:
         x = x * cfg.rescale_factor
     if cfg.do_normalize:
@@ -48,3 +113,52 @@ def normalize(
         std = torch.tensor(cfg.image_std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         x = (x - mean) / std
     return x.to(dtype).contiguous()
+
+
+def _nvjpeg_input(item: Any, max_pixels: int) -> bytes | None:
+    """The bytes of a JPEG that nvJPEG decodes exactly as the CPU path would see it, else None.
+
+    CMYK, EXIF-rotated and oversized JPEGs (and anything unreadable) take the CPU path, which
+    knows how to convert, rotate or report them."""
+    try:
+        data = image_bytes(item)
+        if not data or data[:2] != b"\xff\xd8":
+            return None
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "JPEG" or img.mode not in ("RGB", "L"):
+                return None
+            if img.width * img.height > max_pixels or img.getexif().get(0x0112, 1) != 1:
+                return None
+        return data
+    except Exception:
+        return None
+
+
+def decode_jpegs_on_device(
+    items: Sequence[Any], device: torch.device, max_pixels: int
+) -> dict[int, torch.Tensor]:
+    """Decode the JPEGs among `items` on the GPU in one nvJPEG batch (torchvision).
+
+    Returns {index: CHW uint8 RGB tensor on `device`} for the rows it decoded; the caller
+    decodes the others on CPU. When the batch call fails, each image is retried alone, so one
+    file nvJPEG rejects costs only its own row a CPU decode. Without torchvision: {}."""
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except Exception:  # torchvision missing or built for another torch
+        return {}
+    todo = {i: _nvjpeg_input(item, max_pixels) for i, item in enumerate(items)}
+    todo = {i: torch.frombuffer(bytearray(d), dtype=torch.uint8) for i, d in todo.items() if d}
+    if not todo:
+        return {}
+    index = list(todo)
+    try:
+        decoded = decode_jpeg([todo[i] for i in index], mode=ImageReadMode.RGB, device=device)
+        return dict(zip(index, decoded, strict=True))
+    except Exception:
+        out = {}
+        for i in index:
+            try:
+                out[i] = decode_jpeg(todo[i], mode=ImageReadMode.RGB, device=device)
+            except Exception:
+                continue
+        return out

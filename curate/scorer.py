@@ -7,6 +7,7 @@ loads on first use in the process (and on the device) that calls it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -19,11 +20,23 @@ import torch
 from curate.calibration import Calibration, resolve_calibration
 from curate.images import DEFAULT_MAX_PIXELS, read_image
 from curate.model import Detector, default_model, load_detector
-from curate.preprocess import normalize, resize
+from curate.preprocess import (
+    TORCH_RESAMPLE,
+    decode_jpegs_on_device,
+    normalize,
+    pinned_batch,
+    resize,
+    resize_on_device,
+)
 
 FAKE, REAL = "Fake", "Real"
 SCORE_COLUMNS = ("fake_prob", "real_prob", "deepfake_label", "deepfake_error")
 LOGIT_COLUMNS = ("fake_logit", "real_logit")
+RESIZE_MODES = ("auto", "pil", "torch")
+DECODE_MODES = ("cpu", "nvjpeg")
+# torch.cuda.OutOfMemoryError is an alias of it on recent torch; older ones only have that.
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+logger = logging.getLogger(__name__)
 
 
 def _setting(value: Any) -> Any:
@@ -44,12 +57,21 @@ class DeepfakeScorer:
         dtype: "auto" (bf16 on GPU, fp32 on CPU), "float32", "bfloat16", "float16" or a
             `torch.dtype`.
         batch_size: images per forward pass; larger inputs are split into chunks of this size.
+            "auto" picks one from free GPU memory (8 on CPU). Either way an out-of-memory
+            error halves the forward batch (and keeps it halved) instead of failing the run.
         image_column: the column read when called on a batch dict.
         draft: decode JPEGs at reduced scale (faster, approximate; see README "Fidelity").
         max_pixels: images larger than this are refused as decompression bombs.
         num_workers: decode threads (default: up to 8, one per CPU).
         calibration: a `Calibration`, a temperature, or the path of a saved calibration JSON.
         with_logits: also return `fake_logit` / `real_logit`.
+        resize: "pil" resizes on CPU threads exactly as the checkpoint's processor does;
+            "torch" resizes the full decode on the model's device (antialiased `interpolate`,
+            within a tested bound of "pil", see README "Fidelity"); "auto" (default) is
+            "torch" on CUDA and "pil" elsewhere.
+        decode: "cpu" (PIL on worker threads) or "nvjpeg": JPEGs decoded in batches on the
+            GPU by torchvision, anything else (and any JPEG nvJPEG refuses) on CPU.
+        compile: `torch.compile` the model once loaded (slow first batch, faster after).
 
     Called on a batch dict it returns only the new columns: `fake_prob`, `real_prob`
     (float32, summing to 1), `deepfake_label` ("Fake"/"Real") and `deepfake_error` (null, or
@@ -62,7 +84,7 @@ class DeepfakeScorer:
         revision: str | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
-        batch_size: int = 16,
+        batch_size: int | str = 16,
         image_column: str = "image",
         *,
         draft: bool = False,
@@ -70,20 +92,36 @@ class DeepfakeScorer:
         num_workers: int | None = None,
         calibration: Calibration | float | str | None = None,
         with_logits: bool = False,
+        resize: str = "auto",
+        decode: str = "cpu",
+        compile: bool = False,
     ) -> None:
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_size != "auto" and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
+        if decode == "nvjpeg" and resize == "pil":
+            raise ValueError(
+                "decode='nvjpeg' leaves images on the GPU: use resize='torch' or 'auto'"
+            )
         self.model = model or default_model()
         self.revision = revision
         self.device = _setting(device)
         self.dtype = _setting(dtype)
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
         self.image_column = image_column
         self.draft = bool(draft)
         self.max_pixels = int(max_pixels)
         self.num_workers = num_workers
         self.calibration = resolve_calibration(calibration)
         self.with_logits = bool(with_logits)
+        self.resize = resize
+        self.decode = decode
+        self.compile = bool(compile)
         self._reset_runtime()
 
     # -- pickling: settings only ------------------------------------------------------------
@@ -102,6 +140,8 @@ class DeepfakeScorer:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid: int | None = None
         self._lock = threading.Lock()
+        # Largest forward batch known to fit; lowered on an out-of-memory error.
+        self._max_forward: int | None = None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._settings().items())
@@ -112,10 +152,51 @@ class DeepfakeScorer:
         """Load the model now (it otherwise loads on the first batch). `rank` picks the GPU."""
         with self._lock:
             if self._detector is None:
-                self._detector = load_detector(
+                detector = load_detector(
                     self.model, self.revision, self.device, self.dtype, rank=rank
                 )
+                self._check_options(detector)
+                if self.compile:
+                    detector.model = torch.compile(detector.model)
+                self._detector = detector
             return self._detector
+
+    def _check_options(self, detector: Detector) -> None:
+        if self.decode == "nvjpeg" and detector.device.type != "cuda":
+            raise ValueError(f"decode='nvjpeg' needs a CUDA device, not {detector.device}")
+        if self.resize == "torch" and detector.preprocess.resample not in TORCH_RESAMPLE:
+            raise ValueError(
+                f"resize='torch' cannot reproduce the checkpoint's resample="
+                f"{detector.preprocess.resample}; use resize='pil'"
+            )
+
+    def resize_mode(self, detector: Detector | None = None) -> str:
+        """ "pil" or "torch": what `resize` means for the loaded model and its device."""
+        detector = detector or self.detector
+        if self.resize != "auto":
+            return self.resize
+        gpu = detector.device.type == "cuda" or self.decode == "nvjpeg"
+        return "torch" if gpu and detector.preprocess.resample in TORCH_RESAMPLE else "pil"
+
+    def chunk_size(self, detector: Detector | None = None) -> int:
+        """Images decoded and sent to the model together (`batch_size`, resolved if "auto")."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        detector = detector or self.detector
+        if detector.device.type != "cuda":
+            return 8
+        free, _ = torch.cuda.mem_get_info(detector.device)
+        cfg = detector.model.config
+        vision = getattr(cfg, "vision_config", cfg)
+        tokens = (detector.preprocess.height // vision.patch_size) * (
+            detector.preprocess.width // vision.patch_size
+        )
+        # Peak activations of one image (widest layer, a few live copies) plus its pixels in
+        # float32 and a full-size decode; half the free memory, so the estimate may be off 2x.
+        width = max(vision.intermediate_size, 3 * vision.hidden_size)
+        per_image = 4 * tokens * width * detector.dtype.itemsize + 16 * 2**20
+        fits = max(1, int(0.5 * free // per_image))
+        return min(512, 1 << (fits.bit_length() - 1))
 
     @property
     def detector(self) -> Detector:
@@ -167,32 +248,45 @@ class DeepfakeScorer:
         if not images:
             return out
         detector = self.detector
-        starts = range(0, len(images), self.batch_size)
+        size = self.chunk_size(detector)
+        starts = range(0, len(images), size)
         # Decode chunk k+1 on worker threads while chunk k runs through the model.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-prefetch") as prefetch:
-            pending = prefetch.submit(self._prepare, images[0 : self.batch_size], detector)
+            pending = prefetch.submit(self._prepare, images[0:size], detector)
             for start in starts:
                 arrays, errors = pending.result()
-                nxt = start + self.batch_size
+                nxt = start + size
                 if nxt < len(images):
-                    pending = prefetch.submit(
-                        self._prepare, images[nxt : nxt + self.batch_size], detector
-                    )
+                    pending = prefetch.submit(self._prepare, images[nxt : nxt + size], detector)
                 self._fill(out, start, arrays, errors, detector)
         return out
 
     def _prepare(self, items: list[Any], detector: Detector) -> tuple[list, list]:
-        results = list(self._executor().map(lambda x: self._load_resized(x, detector), items))
-        return [a for a, _ in results], [e for _, e in results]
+        on_gpu: dict[int, torch.Tensor] = {}
+        if self.decode == "nvjpeg":
+            on_gpu = decode_jpegs_on_device(items, detector.device, self.max_pixels)
+        full = self.resize_mode(detector) == "torch"
+        rest = [i for i in range(len(items)) if i not in on_gpu]
+        results = self._executor().map(lambda i: self._load_resized(items[i], detector, full), rest)
+        arrays: list = [None] * len(items)
+        errors: list = [None] * len(items)
+        for i, t in on_gpu.items():
+            arrays[i] = t
+        for i, (a, e) in zip(rest, results, strict=True):
+            arrays[i], errors[i] = a, e
+        return arrays, errors
 
-    def _load_resized(self, item: Any, detector: Detector) -> tuple[np.ndarray | None, str | None]:
+    def _load_resized(
+        self, item: Any, detector: Detector, full: bool = False
+    ) -> tuple[np.ndarray | None, str | None]:
+        """HWC uint8 pixels resized by PIL, or at full size when `full` (resized on device)."""
         cfg = detector.preprocess
         draft = (cfg.width, cfg.height) if self.draft else None
         img, err = read_image(item, max_pixels=self.max_pixels, draft_size=draft)
         if err is not None:
             return None, err
         try:
-            return resize(img, cfg), None
+            return (np.array(img, dtype=np.uint8) if full else resize(img, cfg)), None
         except Exception as exc:  # one bad row must not cost the batch
             return None, f"cannot resize image: {exc}"
 
@@ -204,7 +298,7 @@ class DeepfakeScorer:
             out["deepfake_error"][start + i] = err
         if not ok:
             return
-        logits = self.logits(np.stack([arrays[i] for i in ok]), detector)
+        logits = self._forward([arrays[i] for i in ok], detector)
         fake_logit = logits[:, detector.fake_index]
         real_logit = logits[:, detector.real_index]
         fake_prob = self.fake_probability(fake_logit, real_logit)
@@ -217,6 +311,34 @@ class DeepfakeScorer:
             if self.with_logits:
                 out["fake_logit"][row] = float(fake_logit[j])
                 out["real_logit"][row] = float(real_logit[j])
+
+    def _forward(self, arrays: list, detector: Detector) -> np.ndarray:
+        """Logits for prepared rows, in forward batches that fit: an out-of-memory error halves
+        the batch for this and every later call, down to one image (which then raises)."""
+        step = min(len(arrays), self._max_forward or len(arrays))
+        outs, i = [], 0
+        while i < len(arrays):
+            try:
+                outs.append(self._logits_of(arrays[i : i + step], detector))
+                i += step
+            except OutOfMemoryError:
+                if step == 1:
+                    raise
+                step = (step + 1) // 2
+                self._max_forward = step
+                if detector.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                logger.warning("out of memory: forward batch halved to %d images", step)
+        return np.concatenate(outs)
+
+    def _logits_of(self, arrays: list, detector: Detector) -> np.ndarray:
+        if self.resize_mode(detector) == "torch":
+            pixel_values = resize_on_device(
+                arrays, detector.preprocess, detector.device, detector.dtype
+            )
+            with torch.inference_mode():
+                return detector.logits(pixel_values).cpu().numpy()
+        return self.logits(pinned_batch(arrays, detector.device), detector)
 
     def logits(self, batch_uint8: np.ndarray, detector: Detector | None = None) -> np.ndarray:
         """float32 logits [N, num_labels] for a resized NHWC uint8 batch."""
