@@ -653,10 +653,8 @@ class ProvenanceChecker:
         return PROVENANCE_COLUMNS + ((WATERMARK_COLUMN,) if self.watermark else ())
 
     @property
-    def features(self) -> dict[str, Any]:
-        """`datasets` feature types of `columns`."""
-        from datasets import Value
-
+    def dtypes(self) -> dict[str, str]:
+        """Arrow / `datasets` value types of `columns`."""
         types = {
             "provenance": "string",
             "provenance_synthetic": "bool",
@@ -664,7 +662,14 @@ class ProvenanceChecker:
             "provenance_detail": "string",
             WATERMARK_COLUMN: "float32",
         }
-        return {c: Value(types[c]) for c in self.columns}
+        return {c: types[c] for c in self.columns}
+
+    @property
+    def features(self):
+        """`datasets.Features` of `columns`."""
+        from datasets import Features, Value
+
+        return Features({c: Value(t) for c, t in self.dtypes.items()})
 
     def check(self, source: Any) -> Provenance:
         """Provenance of one image (any form `curate.images` accepts); never raises."""

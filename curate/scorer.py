@@ -28,6 +28,7 @@ from curate.preprocess import (
     resize,
     resize_on_device,
 )
+from curate.provenance import ProvenanceChecker, resolve_provenance
 
 FAKE, REAL = "Fake", "Real"
 SCORE_COLUMNS = ("fake_prob", "real_prob", "deepfake_label", "deepfake_error")
@@ -72,6 +73,9 @@ class DeepfakeScorer:
         decode: "cpu" (PIL on worker threads) or "nvjpeg": JPEGs decoded in batches on the
             GPU by torchvision, anything else (and any JPEG nvJPEG refuses) on CPU.
         compile: `torch.compile` the model once loaded (slow first batch, faster after).
+        provenance: also report provenance evidence (C2PA, generator metadata) read from
+            the file bytes: True, "watermark" (adds the opt-in invisible-watermark check) or
+            a `curate.provenance.ProvenanceChecker`; see README "Provenance evidence".
 
     Called on a batch dict it returns only the new columns: `fake_prob`, `real_prob`
     (float32, summing to 1), `deepfake_label` ("Fake"/"Real") and `deepfake_error` (null, or
@@ -95,6 +99,7 @@ class DeepfakeScorer:
         resize: str = "auto",
         decode: str = "cpu",
         compile: bool = False,
+        provenance: bool | str | ProvenanceChecker | None = False,
     ) -> None:
         if batch_size != "auto" and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -122,6 +127,7 @@ class DeepfakeScorer:
         self.resize = resize
         self.decode = decode
         self.compile = bool(compile)
+        self.provenance = resolve_provenance(provenance)
         self._reset_runtime()
 
     # -- pickling: settings only ------------------------------------------------------------
@@ -212,7 +218,8 @@ class DeepfakeScorer:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return SCORE_COLUMNS + (LOGIT_COLUMNS if self.with_logits else ())
+        extra = self.provenance.columns if self.provenance is not None else ()
+        return SCORE_COLUMNS + (LOGIT_COLUMNS if self.with_logits else ()) + extra
 
     @property
     def features(self):
@@ -227,6 +234,8 @@ class DeepfakeScorer:
             "fake_logit": "float32",
             "real_logit": "float32",
         }
+        if self.provenance is not None:
+            types.update(self.provenance.dtypes)
         return Features({c: Value(types[c]) for c in self.columns})
 
     # -- scoring ------------------------------------------------------------------------------
@@ -259,6 +268,8 @@ class DeepfakeScorer:
                 if nxt < len(images):
                     pending = prefetch.submit(self._prepare, images[nxt : nxt + size], detector)
                 self._fill(out, start, arrays, errors, detector)
+        if self.provenance is not None:
+            out.update(self.provenance.check_many(images, self._executor()))
         return out
 
     def _prepare(self, items: list[Any], detector: Detector) -> tuple[list, list]:

@@ -450,3 +450,44 @@ def _copy_folder(artefacts: dict[str, Path], dest: Path) -> Path:
     for name, path in artefacts.items():
         shutil.copy(path, dest / name)
     return dest
+
+
+# -- front ends -----------------------------------------------------------------------------------
+def test_scorer_adds_provenance_columns(tiny_checkpoint, artefacts):
+    from curate import DeepfakeScorer
+
+    names = ["c2pa_ai.jpg", "a1111.png", "clean.png", "notes.jpg"]
+    scorer = DeepfakeScorer(tiny_checkpoint, batch_size=2, provenance=True)
+    assert scorer.columns[-4:] == PROVENANCE_COLUMNS
+    out = scorer.score_images([str(artefacts[n]) for n in names])
+    assert set(out) == set(scorer.columns)
+    for i, name in enumerate(names):
+        check_expected(name, {c: out[c][i] for c in PROVENANCE_COLUMNS})
+    # the score columns are untouched by the option
+    plain = DeepfakeScorer(tiny_checkpoint, batch_size=2).score_images(
+        [str(artefacts[n]) for n in names]
+    )
+    assert plain["fake_prob"] == out["fake_prob"]
+    clone = pickle.loads(pickle.dumps(DeepfakeScorer(tiny_checkpoint, provenance="watermark")))
+    assert clone.provenance == ProvenanceChecker(watermark=True)
+    assert clone.columns[-1] == WATERMARK_COLUMN
+
+
+def test_score_dataset_with_provenance(tiny_checkpoint, artefacts):
+    """Through `score_dataset` the image column is read undecoded, so C2PA and every chunk
+    survive; the provenance columns get their own types."""
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
+
+    from curate import score_dataset
+
+    names = ["c2pa_ai.jpg", "c2pa_capture.jpg", "comfyui.png", "wm_sdxl.png", "stripped_a1111.png"]
+    ds = Dataset.from_dict({"image": [str(artefacts[n]) for n in names]}).cast_column(
+        "image", ImageFeature()
+    )
+    scored = score_dataset(ds, model=tiny_checkpoint, provenance="watermark", batch_size=4)
+    assert scored.features["provenance_synthetic"].dtype == "bool"
+    assert scored.features[WATERMARK_COLUMN].dtype == "float32"
+    rows = scored.remove_columns("image").to_list()
+    for name, row in zip(names, rows, strict=True):
+        check_expected(name, row, watermark=True)
