@@ -115,7 +115,7 @@ def _file_source(
         location=os.path.join(base, names[0]) if kind == "image" else base,
         image_column=image_column,
         num_rows=total,
-        identity={"kind": kind, "location": base, "files": stats, "limit": limit},
+        identity={"kind": kind, "location": base, "files": stats},
         features=Features({image_column: Image()}),
         _read=read,
     )
@@ -236,7 +236,7 @@ def _parquet_source(source: str, image_column: str | None, limit: int | None) ->
         location=source,
         image_column=column,
         num_rows=total,
-        identity={"kind": "parquet", "files": [f[2] for f in files], "limit": limit},
+        identity={"kind": "parquet", "files": [f[2] for f in files]},
         features=features,
         _read=read,
     )
@@ -301,7 +301,6 @@ def _disk_source(
             "location": os.path.abspath(source),
             "split": split,
             "fingerprint": ds._fingerprint,
-            "limit": limit,
         },
         features=features,
         _read=read,
@@ -356,7 +355,6 @@ def _hub_source(
             "config": config,
             "split": split,
             "revision": revision,
-            "limit": limit,
         },
         features=features,
         _read=read,
