@@ -154,7 +154,7 @@ def _model_inputs(ctx, inputs) -> bool:
     prop = inputs.str(
         "model",
         default=default_model(),
-        required=True,
+        required=False,
         label="Model",
         description="Hugging Face Hub id or local directory of a Fake/Real SigLIP checkpoint",
     )
@@ -226,9 +226,7 @@ def _score_field_inputs(ctx, inputs, target) -> bool:
     )
     names = []
     for param, default, kind, label, description in fields:
-        prop = inputs.str(
-            param, default=default, required=True, label=label, description=description
-        )
+        prop = inputs.str(param, default=default, label=label, description=description)
         name = _text(ctx, param, default)
         names.append(name)
         ok = _invalid(prop, cfo.field_problem(target, name, kind)) and ok
@@ -379,7 +377,7 @@ def _rule_inputs(ctx, inputs, target) -> tuple[DecisionRule | None, str]:
         "prob_field",
         choices.values(),
         default=default,
-        required=True,
+        required=False,
         label="Score field",
         description="The float field written by detect_deepfakes",
         view=choices,
@@ -392,7 +390,7 @@ def _rule_inputs(ctx, inputs, target) -> tuple[DecisionRule | None, str]:
         default=0.5,
         min=0.0,
         max=1.0,
-        required=True,
+        required=False,
         label="Threshold",
         description="Samples with a fake probability at or above this are synthetic",
     )
@@ -455,13 +453,13 @@ def _action_inputs(ctx, inputs, target, rule: DecisionRule, prob_field: str) -> 
     inputs.enum("action", actions.values(), default="tag", label="Action", view=actions)
     action = ctx.params.get("action", "tag")
     if action == "tag":
-        inputs.str("remove_tag", default=cfo.REMOVE_TAG, required=True, label="Synthetic tag")
+        inputs.str("remove_tag", default=cfo.REMOVE_TAG, label="Synthetic tag")
     if action == "save_view":
-        inputs.str("view_name", default=cfo.KEPT_VIEW, required=True, label="View name")
+        inputs.str("view_name", default=cfo.KEPT_VIEW, label="View name")
     if rule.review_band:
-        inputs.str("review_tag", default=cfo.REVIEW_TAG, required=True, label="Review tag")
+        inputs.str("review_tag", default=cfo.REVIEW_TAG, label="Review tag")
     if rule.unscored == "separate":
-        inputs.str("unscored_tag", default=cfo.UNSCORED_TAG, required=True, label="Unscored tag")
+        inputs.str("unscored_tag", default=cfo.UNSCORED_TAG, label="Unscored tag")
     if action == "delete":
         inputs.view(
             "delete_warning",
@@ -470,7 +468,7 @@ def _action_inputs(ctx, inputs, target, rule: DecisionRule, prob_field: str) -> 
         prop = inputs.bool(
             "confirm_delete",
             default=False,
-            required=True,
+            required=False,
             label="I understand: delete them",
             view=types.CheckboxView(),
         )

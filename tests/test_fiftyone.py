@@ -1,0 +1,412 @@
+"""The FiftyOne adapter and plugin against a real FiftyOne with its real database.
+
+Every operator runs through `fiftyone.operators.execute_operator`, immediately and delegated
+(queued, then run the way `fiftyone delegated launch` runs it), on real image files, broken
+ones included; the values written must equal `DeepfakeScorer`'s for the same files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGINS = str(REPO / "plugins")
+# FiftyOne reads its config when first imported: point it at a throwaway database (never the
+# user's) and at this checkout's plugins. Skipped when another test module imported it first.
+if "fiftyone" not in sys.modules:
+    os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-db-")
+    os.environ["FIFTYONE_PLUGINS_DIR"] = PLUGINS
+    os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+
+fo = pytest.importorskip("fiftyone")
+foo = pytest.importorskip("fiftyone.operators")
+
+from fiftyone.operators.delegated import DelegatedOperationService  # noqa: E402
+from fiftyone.operators.executor import ExecutionError  # noqa: E402
+
+from curate import DeepfakeScorer  # noqa: E402
+from curate.filtering import DecisionRule  # noqa: E402
+from curate.integrations import fiftyone as cfo  # noqa: E402
+
+DETECT = "@curate/deepfakes/detect_deepfakes"
+ACT = "@curate/deepfakes/apply_deepfake_threshold"
+EXPORT = "@curate/deepfakes/export_parquet"
+PATH_BROKEN = ("truncated", "zero_bytes", "not_an_image", "missing_file", "bomb")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plugins_dir():
+    if fo.config.plugins_dir != PLUGINS:
+        fo.config.plugins_dir = PLUGINS
+
+
+@pytest.fixture
+def image_paths(photo_paths, mode_images, broken_images) -> list[str]:
+    good = list(photo_paths) + [mode_images[k] for k in ("rgba_png", "cmyk_jpeg", "i16_png")]
+    return good + [broken_images[k] for k in PATH_BROKEN]
+
+
+@pytest.fixture
+def dataset(image_paths):
+    ds = fo.Dataset()
+    ds.add_samples([fo.Sample(filepath=p) for p in image_paths])
+    yield ds
+    if fo.dataset_exists(ds.name):
+        ds.delete()
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_checkpoint):
+    """What the scorer itself gives, path by path (logits included)."""
+    scorer = DeepfakeScorer(tiny_checkpoint, with_logits=True)
+    cache: dict[str, dict] = {}
+
+    def get(paths: list[str]) -> list[dict]:
+        missing = [p for p in paths if p not in cache]
+        if missing:
+            out = scorer.score_images(missing)
+            for i, p in enumerate(missing):
+                cache[p] = {c: out[c][i] for c in out}
+        return [cache[p] for p in paths]
+
+    return get
+
+
+def assert_matches_scorer(samples, reference, logits: bool = False) -> None:
+    paths, probs, labels, errors = samples.values(
+        ["filepath", "fake_prob", "deepfake", "deepfake_error"]
+    )
+    for path, p, label, err, ref in zip(
+        paths, probs, labels, errors, reference(paths), strict=True
+    ):
+        assert err == ref["deepfake_error"], path
+        if ref["fake_prob"] is None:
+            assert p is None and label is None, path
+            assert err, path
+            continue
+        assert p == ref["fake_prob"], path  # the very float the scorer returned
+        assert label.label == ref["deepfake_label"]
+        want = ref["fake_prob"] if label.label == "Fake" else ref["real_prob"]
+        assert label.confidence == want
+        if logits:
+            assert list(label.logits) == pytest.approx([ref["fake_logit"], ref["real_logit"]])
+
+
+def test_plugin_is_listed_by_fiftyone():
+    uris = {op.uri for op in foo.list_operators()}
+    assert {DETECT, ACT, EXPORT} <= uris
+    env = dict(os.environ, FIFTYONE_PLUGINS_DIR=PLUGINS)
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("fiftyone")), "operators", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert DETECT in out.stdout, out.stderr[-2000:]
+
+
+def test_detect_immediate_matches_scorer(dataset, tiny_checkpoint, reference):
+    result = foo.execute_operator(
+        DETECT,
+        {
+            "dataset": dataset,
+            "params": {"model": tiny_checkpoint, "batch_size": 3, "store_logits": True},
+        },
+    )
+    assert result.error is None
+    assert_matches_scorer(dataset, reference, logits=True)
+    errors = [e for e in dataset.values("deepfake_error") if e]
+    assert len(errors) == len(PATH_BROKEN)
+    assert dataset.get_field("fake_prob").__class__ is fo.FloatField
+    settings = cfo.scoring_settings(dataset)
+    assert settings["curate.model"] == tiny_checkpoint
+
+
+def test_detect_via_operator_call_and_selected_samples(dataset, tiny_checkpoint, reference):
+    detect = foo.get_operator(DETECT)
+    view = dataset.limit(4)
+    detect(view, model=tiny_checkpoint, batch_size=2)
+    assert dataset.exists("fake_prob").count() == 4
+    assert_matches_scorer(view, reference)
+    # The App's "selected samples" target
+    ids = dataset.skip(5).limit(2).values("id")
+    foo.execute_operator(
+        DETECT,
+        {
+            "dataset": dataset,
+            "selected": ids,
+            "params": {"model": tiny_checkpoint, "view_target": "SELECTED_SAMPLES"},
+        },
+    )
+    assert set(dataset.exists("fake_prob").values("id")) == set(view.values("id")) | set(ids)
+
+
+def test_detect_delegated(dataset, tiny_checkpoint, reference):
+    queued = foo.execute_operator(
+        DETECT,
+        {"dataset": dataset, "params": {"model": tiny_checkpoint, "batch_size": 4}},
+        request_delegation=True,
+    )
+    assert queued.delegated
+    assert dataset.exists("fake_prob").count() == 0  # nothing ran yet
+    service = DelegatedOperationService()
+    results = service.execute_queued_operations(operator=DETECT, dataset_name=dataset.name)
+    assert len(results) == 1 and results[0].error is None, results[0].error
+    doc = service.get(queued.result["id"])
+    assert doc.run_state == "completed"
+    assert doc.status.progress == 1.0  # progress reported through ctx.set_progress
+    assert_matches_scorer(dataset, reference)
+
+
+class CountingScorer(DeepfakeScorer):
+    """The real scorer, counting what it is asked to score; can fail on the n-th call."""
+
+    def __init__(self, *args, fail_on_call: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scored: Counter = Counter()
+        self.calls = 0
+        self.fail_on_call = fail_on_call
+
+    def score_images(self, images):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise KeyboardInterrupt
+        images = list(images)
+        self.scored.update(images)
+        return super().score_images(images)
+
+
+def test_interrupted_then_resumed_writes_each_sample_once(dataset, tiny_checkpoint, reference):
+    first = CountingScorer(tiny_checkpoint, fail_on_call=3)
+    with pytest.raises(KeyboardInterrupt):
+        cfo.score_samples(dataset, first, chunk_size=3)
+    done = dataset.exists("fake_prob").values("id")
+    assert len(done) == 6  # the two chunks scored before the interrupt were kept
+    stamps = dict(zip(*dataset.values(["id", "last_modified_at"]), strict=True))
+
+    second = CountingScorer(tiny_checkpoint)
+    events = []
+    summary = cfo.score_samples(
+        dataset, second, chunk_size=3, skip_existing=True, progress=events.append
+    )
+    assert summary.skipped == 6 and summary.scored + summary.failed == len(dataset) - 6
+    assert summary.failed == len(PATH_BROKEN)
+    assert [e.done for e in events] == list(range(3, len(dataset) - 6, 3)) + [len(dataset) - 6]
+    assert events[-1].fraction == 1.0
+    total = first.scored + second.scored
+    assert sorted(total) == sorted(dataset.values("filepath"))
+    assert set(total.values()) == {1}  # every sample scored (and written) exactly once
+    after = dict(zip(*dataset.values(["id", "last_modified_at"]), strict=True))
+    assert all(after[i] == stamps[i] for i in done)  # first run's samples not rewritten
+    assert_matches_scorer(dataset, reference)
+
+    # errors count as done; retry_failed re-scores just those
+    third = CountingScorer(tiny_checkpoint)
+    cfo.score_samples(dataset, third, skip_existing=True)
+    assert not third.scored
+    cfo.score_samples(dataset, third, skip_existing=True, retry_failed=True)
+    assert len(third.scored) == len(PATH_BROKEN)
+
+
+def _error(fn) -> str:
+    with pytest.raises((ExecutionError, ValueError)) as info:
+        fn()
+    return str(info.value)
+
+
+def test_form_validation_gives_clear_messages(dataset, tiny_checkpoint, tmp_path):
+    dataset.add_sample_field("taken", fo.StringField)
+    ctx = {"dataset": dataset}
+
+    def run(uri, **params):
+        return foo.execute_operator(uri, {**ctx, "params": params})
+
+    msg = _error(lambda: run(DETECT, model=tiny_checkpoint, prob_field="taken"))
+    assert "'taken' already exists as StringField, not FloatField" in msg
+    msg = _error(lambda: run(DETECT, model=str(tmp_path / "nowhere")))
+    assert "does not exist" in msg
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    msg = _error(lambda: run(DETECT, model=str(empty)))
+    assert "Could not load" in msg and str(empty) in msg
+    msg = _error(lambda: run(DETECT, model=tiny_checkpoint, calibration=str(tmp_path / "c.json")))
+    assert "cannot read calibration file" in msg
+    msg = _error(lambda: run(DETECT, model=tiny_checkpoint, batch_size=0))
+    assert "batch" in msg.lower()
+    if not torch.cuda.is_available():
+        msg = _error(lambda: run(DETECT, model=tiny_checkpoint, device="cuda"))
+        assert "CUDA is not available" in msg
+
+    foo.execute_operator(DETECT, {**ctx, "params": {"model": tiny_checkpoint}})
+    msg = _error(lambda: run(ACT, threshold=1.5))
+    assert "threshold must be a number in [0, 1], got 1.5" in msg
+    msg = _error(
+        lambda: run(ACT, threshold=0.5, use_review_band=True, review_low=0.6, review_high=0.9)
+    )
+    assert "must lie inside the review band" in msg
+    msg = _error(lambda: run(ACT, threshold=0.5, action="delete"))
+    assert "confirm" in msg
+    assert len(dataset) == len(dataset.exists("filepath"))  # nothing deleted
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    msg = _error(lambda: run(EXPORT, path=str(a_file / "out.parquet")))
+    assert "not a writable directory" in msg
+    msg = _error(lambda: run(EXPORT, path=str(a_file)))
+    assert "already exists" in msg
+    msg = _error(lambda: run(EXPORT, path=str(tmp_path)))
+    assert "is a directory" in msg
+    assert "Traceback" not in msg
+
+
+@pytest.fixture
+def scored_values():
+    """Scores that hit every boundary of the rules below, plus unscored forms."""
+    return [0.0, 0.1, 0.2999, 0.3, 0.49999, 0.5, 0.69999, 0.7, 0.9, 1.0, None, math.nan, "missing"]
+
+
+@pytest.fixture
+def boundary_dataset(scored_values, photo_paths):
+    ds = fo.Dataset()
+    ds.add_sample_field("fake_prob", fo.FloatField)
+    samples = []
+    for v in scored_values:
+        s = fo.Sample(filepath=photo_paths[0])
+        if v != "missing":
+            s["fake_prob"] = v
+        samples.append(s)
+    ds.add_samples(samples)
+    yield ds
+    ds.delete()
+
+
+RULES = [
+    DecisionRule(0.5),
+    DecisionRule(0.3, unscored="keep"),
+    DecisionRule(0.5, review_band=(0.3, 0.7)),
+    DecisionRule(0.7, review_band=(0.3, 0.7), unscored="drop"),
+    DecisionRule(0.0),
+    DecisionRule(1.0),
+]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=str)
+def test_decision_views_agree_with_decide(boundary_dataset, rule):
+    ids, probs = boundary_dataset.values(["id", "fake_prob"])
+    want = {i: rule.decide(p) for i, p in zip(ids, probs, strict=True)}
+    views = cfo.decision_views(boundary_dataset, rule)
+    got = {i: o for o, v in views.items() for i in v.values("id")}
+    assert got == want
+    assert list(rule.decide_many(probs)) == [want[i] for i in ids]
+    counts = cfo.count_decisions(boundary_dataset, rule)
+    assert counts == dict(Counter(want.values())) | {
+        o: 0 for o in ("keep", "remove", "review", "unscored") if o not in want.values()
+    }
+
+
+@pytest.mark.parametrize("delegate", [False, True])
+def test_act_operator_tags_saves_and_deletes(boundary_dataset, delegate):
+    ds = boundary_dataset
+    act = foo.get_operator(ACT)
+
+    def run(**kw):
+        result = act(ds, delegate=delegate, **kw)
+        if delegate:
+            service = DelegatedOperationService()
+            (result,) = service.execute_queued_operations(operator=ACT, dataset_name=ds.name)
+            assert result.error is None, result.error
+        return result
+
+    rule = DecisionRule(0.5, review_band=(0.3, 0.7))
+    ids, probs = ds.values(["id", "fake_prob"])
+    want = {i: rule.decide(p) for i, p in zip(ids, probs, strict=True)}
+    run(threshold=0.5, review_band=(0.3, 0.7))
+    tags = dict(zip(*ds.values(["id", "tags"]), strict=True))
+    expected_tag = {"remove": ["synthetic"], "review": ["deepfake_review"],
+                    "unscored": ["deepfake_unscored"], "keep": []}  # fmt: skip
+    assert all(tags[i] == expected_tag[o] for i, o in want.items())
+
+    # a re-run with another rule replaces the old tags instead of adding to them
+    run(threshold=0.9, unscored="keep")
+    tags = dict(zip(*ds.values(["id", "tags"]), strict=True))
+    rule2 = DecisionRule(0.9, unscored="keep")
+    for i, p in zip(ids, probs, strict=True):
+        assert tags[i] == (["synthetic"] if rule2.decide(p) == "remove" else []), p
+
+    run(threshold=0.5, action="save_view", view_name="clean")
+    kept = ds.load_saved_view("clean")
+    rule3 = DecisionRule(0.5)
+    assert set(kept.values("id")) == {
+        i for i, p in zip(ids, probs, strict=True) if rule3.decide(p) == "keep"
+    }
+    run(threshold=0.5, action="delete", confirm_delete=True)
+    assert set(ds.values("id")) == {
+        i for i, p in zip(ids, probs, strict=True) if rule3.decide(p) != "remove"
+    }
+
+
+@pytest.mark.parametrize("delegate", [False, True])
+def test_export_operator_writes_kept_samples(
+    dataset, tiny_checkpoint, reference, tmp_path, delegate
+):
+    import datasets
+    import pyarrow.parquet as pq
+
+    from curate.parquet import read_metadata
+
+    foo.get_operator(DETECT)(dataset, model=tiny_checkpoint)
+    dataset.limit(2).tag_samples("checked")
+    out = tmp_path / "kept.parquet"
+    result = foo.get_operator(EXPORT)(dataset, str(out), threshold=0.5, delegate=delegate)
+    if delegate:
+        assert not out.exists()
+        (result,) = DelegatedOperationService().execute_queued_operations(
+            operator=EXPORT, dataset_name=dataset.name
+        )
+    assert result.error is None, result.error
+    F = fo.ViewField
+    # MongoDB orders null below every number: a bare F("fake_prob") < 0.5 also matches the
+    # unreadable images, which the rule sets apart.
+    assert len(dataset.match(F("fake_prob") < 0.5)) == len(dataset.exists("fake_prob", False)) + (
+        len(dataset.match(F("fake_prob").exists() & (F("fake_prob") < 0.5)))
+    )
+    kept = dataset.match(F("fake_prob").exists() & (F("fake_prob") < 0.5))
+    table = pq.read_table(out)
+    assert table.num_rows == len(kept) > 0
+    assert table.column("sample_id").to_pylist() == kept.values("id")
+    refs = reference(kept.values("filepath"))
+    assert table.column("fake_prob").to_pylist() == pytest.approx([r["fake_prob"] for r in refs])
+    assert table.column("deepfake_label").to_pylist() == [r["deepfake_label"] for r in refs]
+    images = table.column("image").to_pylist()
+    assert [im["bytes"] for im in images] == [Path(p).read_bytes() for p in kept.values("filepath")]
+    meta = read_metadata(out)
+    assert meta["curate.model"] == tiny_checkpoint and meta["curate.threshold"] == "0.5"
+    ds = datasets.load_dataset("parquet", data_files=str(out), split="train")
+    assert isinstance(ds.features["image"], datasets.Image)
+    assert ds[0]["image"].size
+
+
+def test_export_everything_with_extra_fields(dataset, tiny_checkpoint, tmp_path):
+    import pyarrow.parquet as pq
+
+    cfo.score_samples(dataset, DeepfakeScorer(tiny_checkpoint))
+    out = tmp_path / "all.parquet"
+    n = cfo.export_parquet(dataset, out, fields=["deepfake"])
+    table = pq.read_table(out)
+    assert n == table.num_rows == len(dataset)
+    errors = table.column("deepfake_error").to_pylist()
+    assert sum(e is not None for e in errors) == len(PATH_BROKEN)
+    assert "decision" not in table.column_names
+    with pytest.raises(FileExistsError):
+        cfo.export_parquet(dataset, out)
