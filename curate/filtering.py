@@ -9,6 +9,10 @@ One rule (`DecisionRule`) decides every row, whatever holds it: a `datasets.Data
 - A row without a score (unreadable image: null / NaN `fake_prob`) is kept, removed, or set
   apart as "unscored", by an explicit choice that defaults to setting it apart, so nothing
   disappears silently.
+- Opt-in, with provenance columns (`curate.provenance`): `remove_strong_evidence` removes rows
+  with strong evidence of synthesis (a valid C2PA AI-generation claim, a matched watermark)
+  whatever their score; `review_conflicts` sends rows whose evidence and score disagree to
+  review.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 KEEP, REMOVE, REVIEW, UNSCORED = "keep", "remove", "review", "unscored"
 OUTCOMES = (KEEP, REMOVE, REVIEW, UNSCORED)
 UNSCORED_CHOICES = ("keep", "drop", "separate")
+PROVENANCE_DECISION_COLUMNS = ("provenance_synthetic", "provenance_strong")
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,18 @@ class DecisionRule:
             go to review instead (only `fake_prob < lo` is kept, `>= hi` removed).
         unscored: rows with no score: "keep", "drop" (outcome "remove") or "separate"
             (outcome "unscored").
+        remove_strong_evidence: rows whose `provenance_strong` is true are removed whatever
+            their score (or lack of one).
+        review_conflicts: rows whose provenance evidence disagrees with the score go to review:
+            evidence says synthetic (`provenance_synthetic` true) but the score keeps the row,
+            or evidence says captured (false) but the score removes it.
     """
 
     threshold: float = 0.5
     review_band: tuple[float, float] | None = None
     unscored: Literal["keep", "drop", "separate"] = "separate"
+    remove_strong_evidence: bool = False
+    review_conflicts: bool = False
 
     def __post_init__(self) -> None:
         t = self.threshold
@@ -66,6 +78,19 @@ class DecisionRule:
             raise ValueError(
                 f"unscored must be one of {', '.join(UNSCORED_CHOICES)}; got {self.unscored!r}"
             )
+        for name in ("remove_strong_evidence", "review_conflicts"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+    @property
+    def uses_provenance(self) -> bool:
+        """Whether decisions read the provenance columns as well as the score."""
+        return bool(self.remove_strong_evidence or self.review_conflicts)
+
+    @property
+    def can_review(self) -> bool:
+        """Whether the rule can send rows to review."""
+        return self.review_band is not None or bool(self.review_conflicts)
 
     @property
     def keep_below(self) -> float:
@@ -81,42 +106,88 @@ class DecisionRule:
     def unscored_outcome(self) -> str:
         return {"keep": KEEP, "drop": REMOVE, "separate": UNSCORED}[self.unscored]
 
-    def decide(self, fake_prob: float | None) -> str:
-        """The outcome for one row: "keep", "remove", "review" or "unscored"."""
+    def decide(
+        self, fake_prob: float | None, synthetic: bool | None = None, strong: bool | None = None
+    ) -> str:
+        """The outcome for one row: "keep", "remove", "review" or "unscored".
+
+        `synthetic` / `strong` are the row's `provenance_synthetic` / `provenance_strong`;
+        they matter only with `remove_strong_evidence` / `review_conflicts`."""
+        if self.remove_strong_evidence and strong:
+            return REMOVE
         if fake_prob is None or math.isnan(fake_prob):
             return self.unscored_outcome
         p = float(fake_prob)
         if p < self.keep_below:
-            return KEEP
-        if p >= self.remove_from:
-            return REMOVE
-        return REVIEW
+            outcome = KEEP
+        elif p >= self.remove_from:
+            outcome = REMOVE
+        else:
+            outcome = REVIEW
+        if self.review_conflicts and (
+            (outcome == KEEP and synthetic is True) or (outcome == REMOVE and synthetic is False)
+        ):
+            return REVIEW
+        return outcome
 
-    def decide_many(self, fake_probs: Any) -> np.ndarray:
-        """`decide` for a whole column (list with None, numpy array, pyarrow array)."""
+    def decide_many(self, fake_probs: Any, synthetic: Any = None, strong: Any = None) -> np.ndarray:
+        """`decide` for whole columns (lists with None, numpy arrays, pyarrow arrays)."""
         p = _as_float_array(fake_probs)
         out = np.full(p.shape, REVIEW, dtype="<U8")
         with np.errstate(invalid="ignore"):
             out[p < self.keep_below] = KEEP
             out[p >= self.remove_from] = REMOVE
+        if self.review_conflicts and synthetic is not None:
+            says = _as_float_array(synthetic)  # 1 synthetic, 0 captured, NaN no evidence
+            out[(out == KEEP) & (says == 1)] = REVIEW
+            out[(out == REMOVE) & (says == 0)] = REVIEW
         out[np.isnan(p)] = self.unscored_outcome
+        if self.remove_strong_evidence and strong is not None:
+            out[_as_float_array(strong) == 1] = REMOVE
         return out
+
+    def decide_columns(self, data: Any, score_column: str = "fake_prob") -> np.ndarray:
+        """`decide_many` on a table (pyarrow Table / RecordBatch, or a dict of columns),
+        reading the provenance columns when the rule uses them."""
+        names = data.schema.names if hasattr(data, "schema") else list(data)
+
+        def column(name: str) -> Any:
+            return data.column(name) if hasattr(data, "column") else data[name]
+
+        if not self.uses_provenance:
+            return self.decide_many(column(score_column))
+        missing = [c for c in PROVENANCE_DECISION_COLUMNS if c not in names]
+        if missing:
+            raise ValueError(
+                f"the rule uses provenance evidence but the data has no {', '.join(missing)} "
+                "column; score with provenance (`curate score --provenance`, "
+                "DeepfakeScorer(provenance=True))"
+            )
+        return self.decide_many(
+            column(score_column), column("provenance_synthetic"), column("provenance_strong")
+        )
 
     def to_metadata(self) -> dict[str, str]:
         """The rule as `curate.*` schema-metadata entries for the files it writes."""
         import json
 
-        return {
+        meta = {
             "curate.threshold": json.dumps(self.threshold),
             "curate.review_band": json.dumps(list(self.review_band) if self.review_band else None),
             "curate.unscored": self.unscored,
         }
+        if self.uses_provenance:
+            meta["curate.remove_strong_evidence"] = json.dumps(self.remove_strong_evidence)
+            meta["curate.review_conflicts"] = json.dumps(self.review_conflicts)
+        return meta
 
 
 def _as_float_array(values: Any) -> np.ndarray:
     import pyarrow as pa
 
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        if pa.types.is_boolean(values.type):
+            values = values.cast(pa.int8())
         values = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
     if isinstance(values, np.ndarray) and values.dtype.kind == "f":
         return values.astype(np.float64, copy=False)
@@ -190,7 +261,7 @@ def filter_synthetic(
             f"no {score_column!r} column in the dataset (columns: {dataset.column_names}); "
             "score it first (dataset.map(DeepfakeScorer(), batched=True))"
         )
-    outcomes = rule.decide_many(dataset.data.column(score_column))
+    outcomes = rule.decide_columns(dataset.data, score_column)
     counts = FilterCounts()
     counts.add(outcomes)
     if "deepfake_error" in dataset.column_names:
@@ -246,8 +317,17 @@ def filter_parquet(
         REVIEW: review,
         UNSCORED: unscored,
     }
-    if rule.review_band is not None and review is None:
-        raise ValueError("a review band needs a file for the review rows (review=...)")
+    if rule.can_review and review is None:
+        raise ValueError(
+            "a review band needs a file for the review rows (review=...), as does review_conflicts"
+        )
+    if rule.uses_provenance:
+        missing = [c for c in PROVENANCE_DECISION_COLUMNS if c not in schema.names]
+        if missing:
+            raise ValueError(
+                f"{os.fspath(paths[0])} has no {', '.join(missing)} column: the rule uses "
+                "provenance evidence; score with `curate score --provenance`"
+            )
     if rule.unscored == "separate" and unscored is None:
         raise ValueError("unscored='separate' needs a file for the unscored rows (unscored=...)")
     named = [os.path.abspath(os.fspath(p)) for p in targets.values() if p is not None]
@@ -279,7 +359,7 @@ def filter_parquet(
                     f"{os.fspath(p)} does not have the same columns as {os.fspath(paths[0])}"
                 )
             for batch in pf.iter_batches(batch_size=batch_size):
-                outcomes = rule.decide_many(batch.column(score_column))
+                outcomes = rule.decide_columns(batch, score_column)
                 counts.add(outcomes)
                 if "deepfake_error" in batch.schema.names:
                     col = batch.column("deepfake_error")

@@ -191,7 +191,7 @@ def artefacts(tmp_path_factory, photo_paths, chain) -> dict[str, Path]:
     )
     files["c2pa_capture.jpg"] = _sign(jpeg, "image/jpeg", "digitalCapture", cert, key)
     tampered = bytearray(files["c2pa_ai.jpg"])
-    tampered[-200] ^= 0xFF  # inside the entropy-coded image data: the data hash no longer matches
+    tampered[-200] ^= 0x01  # one bit of the entropy-coded data: still decodes, hash differs
     files["c2pa_tampered.jpg"] = bytes(tampered)
 
     info = PngImagePlugin.PngInfo()
@@ -491,3 +491,91 @@ def test_score_dataset_with_provenance(tiny_checkpoint, artefacts):
     rows = scored.remove_columns("image").to_list()
     for name, row in zip(names, rows, strict=True):
         check_expected(name, row, watermark=True)
+
+
+# -- the decision rule ----------------------------------------------------------------------------
+def test_decision_rule_provenance_options_agree_row_and_column():
+    from curate.filtering import DecisionRule
+
+    probs = [0.1, 0.1, 0.1, 0.9, 0.9, 0.9, None, None, 0.6, 0.1]
+    synthetic = [None, True, True, False, None, True, None, True, True, False]
+    strong = [False, False, True, False, False, True, False, True, False, False]
+    expected = {
+        (False, False): ["keep", "keep", "keep", "remove", "remove", "remove"]
+        + ["unscored", "unscored", "review", "keep"],
+        (True, False): ["keep", "keep", "remove", "remove", "remove", "remove"]
+        + ["unscored", "remove", "review", "keep"],
+        (False, True): ["keep", "review", "review", "review", "remove", "remove"]
+        + ["unscored", "unscored", "review", "keep"],
+        (True, True): ["keep", "review", "remove", "review", "remove", "remove"]
+        + ["unscored", "remove", "review", "keep"],
+    }
+    for (strong_removes, conflicts), want in expected.items():
+        rule = DecisionRule(
+            0.5,
+            review_band=(0.3, 0.7),
+            remove_strong_evidence=strong_removes,
+            review_conflicts=conflicts,
+        )
+        rows = [rule.decide(p, s, t) for p, s, t in zip(probs, synthetic, strong, strict=True)]
+        assert rows == want, (strong_removes, conflicts)
+        assert list(rule.decide_many(probs, synthetic, strong)) == want
+        import pyarrow as pa
+
+        table = pa.table(
+            {
+                "fake_prob": pa.array(probs, pa.float32()),
+                "provenance_synthetic": pa.array(synthetic, pa.bool_()),
+                "provenance_strong": pa.array(strong, pa.bool_()),
+            }
+        )
+        assert list(rule.decide_columns(table)) == want
+    assert DecisionRule(review_conflicts=True).can_review
+    assert not DecisionRule().uses_provenance
+    with pytest.raises(ValueError, match="no provenance_synthetic"):
+        DecisionRule(remove_strong_evidence=True).decide_columns({"fake_prob": [0.1]})
+    with pytest.raises(ValueError, match="review_conflicts must be True or False"):
+        DecisionRule(review_conflicts="yes")
+
+
+def test_filter_drops_c2pa_ai_images_the_score_alone_keeps(tiny_checkpoint, artefacts, tmp_path):
+    """With a threshold no image reaches, the score keeps everything; the provenance option
+    removes exactly the rows with strong evidence, and conflicts go to review."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
+
+    from curate import score_dataset
+    from curate.filtering import DecisionRule, filter_parquet, filter_synthetic
+    from curate.parquet import write_parquet
+
+    names = ["c2pa_ai.jpg", "c2pa_composite.png", "c2pa_tampered.jpg", "a1111.png", "clean.png"]
+    ds = Dataset.from_dict(
+        {"name": names, "image": [str(artefacts[n]) for n in names]}
+    ).cast_column("image", ImageFeature())
+    scored = score_dataset(ds, model=tiny_checkpoint, provenance=True)
+    assert max(scored["fake_prob"]) < 1.0
+
+    by_score = filter_synthetic(scored, DecisionRule(threshold=1.0))
+    assert by_score.kept["name"] == names
+    rule = DecisionRule(threshold=1.0, remove_strong_evidence=True)
+    split = filter_synthetic(scored, rule)
+    assert split.removed["name"] == ["c2pa_ai.jpg", "c2pa_composite.png"]
+    assert split.kept["name"] == ["c2pa_tampered.jpg", "a1111.png", "clean.png"]
+    split = filter_synthetic(
+        scored, DecisionRule(threshold=1.0, remove_strong_evidence=True, review_conflicts=True)
+    )
+    assert split.review["name"] == ["c2pa_tampered.jpg", "a1111.png"]
+    assert split.kept["name"] == ["clean.png"]
+
+    src = tmp_path / "scored.parquet"
+    write_parquet([scored.to_dict()], src)
+    kept, removed = tmp_path / "kept.parquet", tmp_path / "removed.parquet"
+    counts = filter_parquet(src, kept, rule, removed=removed, unscored=tmp_path / "u.parquet")
+    assert (counts.keep, counts.remove) == (3, 2)
+    assert pq.read_table(removed).column("name").to_pylist() == [
+        "c2pa_ai.jpg",
+        "c2pa_composite.png",
+    ]
+    meta = pq.read_schema(kept).metadata
+    assert meta[b"curate.remove_strong_evidence"] == b"true"
