@@ -106,6 +106,10 @@ def scoring_metadata(scorer: DeepfakeScorer, **extra: Any) -> dict[str, str]:
         "calibration": calibration,
         "version": __version__,
     }
+    if getattr(scorer, "provenance", None) is not None:
+        from curate.provenance import describe
+
+        meta["provenance"] = describe(scorer.provenance)
     meta.update(extra)
     return {METADATA_PREFIX + k: _meta_value(v) for k, v in meta.items()}
 

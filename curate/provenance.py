@@ -771,3 +771,38 @@ def check_provenance(
 ) -> dict[str, list]:
     """Provenance columns for `images` without a detector (see `ProvenanceChecker`)."""
     return ProvenanceChecker(watermark=watermark, trust_anchors=trust_anchors).check_many(images)
+
+
+def checker_from_options(
+    provenance: bool = False, watermark: bool = False, trust_anchors: Any = None
+) -> ProvenanceChecker | None:
+    """The checker that command-line flags ask for (`--watermark` / `--trust-anchors` imply
+    `--provenance`), or None."""
+    if not (provenance or watermark or trust_anchors):
+        return None
+    return ProvenanceChecker(watermark=watermark, trust_anchors=trust_anchors)
+
+
+def describe(checker: ProvenanceChecker | None) -> dict[str, Any] | None:
+    """The checker's settings for a file's metadata (the trust anchors as a digest)."""
+    if checker is None:
+        return None
+    import hashlib
+
+    anchors = checker.trust_anchors
+    return {
+        "watermark": checker.watermark,
+        "watermark_false_alarm": checker.watermark_false_alarm,
+        "trust_anchors_sha256": hashlib.sha256(anchors.encode()).hexdigest() if anchors else None,
+    }
+
+
+def evidence_counts(synthetic: Sequence[Any], strong: Sequence[Any]) -> dict[str, int]:
+    """Rows whose evidence says synthetic (and strongly), says captured, or has none."""
+    says = list(synthetic)
+    return {
+        "synthetic": sum(s is True for s in says),
+        "strong": sum(bool(s) for s in strong),
+        "captured": sum(s is False for s in says),
+        "none": sum(s is None for s in says),
+    }
