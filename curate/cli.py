@@ -133,6 +133,8 @@ def _print_single(path: str, scores: dict[str, list]) -> None:
         table.add_row(label, _fmt(scores[column][0]))
     stdout.print(table)
     stdout.print(f"prediction: [bold]{scores['deepfake_label'][0]}[/bold]")
+    if "provenance" in scores:
+        stdout.print(Text(f"provenance: {scores['provenance'][0]}"))
 
 
 def _score_summary(output: str, seconds: float, new_rows: int) -> None:
@@ -153,6 +155,15 @@ def _score_summary(output: str, seconds: float, new_rows: int) -> None:
     rate = f"{new_rows / seconds:.2f}" if seconds > 0 and new_rows else "-"
     summary.add_row(str(table.num_rows), str(fake), str(real), str(errors), rate)
     stdout.print(summary)
+    if "provenance_synthetic" in pq.read_schema(output).names:
+        from curate.provenance import evidence_counts
+
+        cols = pq.read_table(output, columns=["provenance_synthetic", "provenance_strong"])
+        n = evidence_counts(*(cols.column(c).to_pylist() for c in cols.column_names))
+        stdout.print(
+            f"Provenance evidence: {n['synthetic']} rows say synthetic ({n['strong']} strong), "
+            f"{n['captured']} say captured, {n['none']} none found (absence proves nothing)."
+        )
 
 
 @app.command()
@@ -219,6 +230,32 @@ def score(
         int,
         typer.Option(min=1, help="Rows per finished chunk in OUT.work/ (what a crash can lose)."),
     ] = 256,
+    provenance: Annotated[
+        bool,
+        typer.Option(
+            "--provenance",
+            help="Also report provenance evidence read from each file (C2PA content "
+            "credentials, generator metadata): columns provenance, provenance_synthetic, "
+            "provenance_strong, provenance_detail.",
+        ),
+    ] = False,
+    watermark: Annotated[
+        bool,
+        typer.Option(
+            "--watermark",
+            help="Provenance: also look for the SD/SDXL/FLUX invisible watermark (decodes each "
+            "image once more; implies --provenance).",
+        ),
+    ] = False,
+    trust_anchors: Annotated[
+        Path | None,
+        typer.Option(
+            help="Provenance: PEM file of C2PA trust anchors; manifests signed under them read "
+            "as Trusted (implies --provenance).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Score images as Fake/Real and write them, with their scores, to Parquet.
 
@@ -229,6 +266,7 @@ def score(
     def body() -> None:
         from curate.model import resolve_device, resolve_dtype
         from curate.parquet import ScoringRun, work_dir_for
+        from curate.provenance import checker_from_options
         from curate.scorer import DeepfakeScorer
         from curate.sources import resolve_source
 
@@ -251,6 +289,7 @@ def score(
             image_column=src.image_column,
             draft=draft,
             calibration=os.fspath(calibration) if calibration else None,
+            provenance=checker_from_options(provenance, watermark, trust_anchors),
         )
         if output is None:
             scorer.load()
@@ -338,6 +377,22 @@ def filter_(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing output files.")
     ] = False,
+    remove_strong_evidence: Annotated[
+        bool,
+        typer.Option(
+            "--remove-strong-evidence",
+            help="Remove rows with strong provenance evidence of synthesis (valid C2PA "
+            "AI-generation claim, matched watermark) whatever their score. Needs a file "
+            "scored with --provenance.",
+        ),
+    ] = False,
+    review_conflicts: Annotated[
+        bool,
+        typer.Option(
+            "--review-conflicts",
+            help="Send rows whose provenance evidence disagrees with the score to review.",
+        ),
+    ] = False,
 ) -> None:
     """Split a scored Parquet file into kept / removed / review / unscored files.
 
@@ -364,8 +419,14 @@ def filter_(
             except Exception as exc:
                 raise UsageError(f"cannot read {p} as Parquet: {exc}") from None
         band = tuple(review_band) if review_band and None not in review_band else None
-        rule = DecisionRule(threshold=threshold, review_band=band, unscored=unscored.value)
-        review_path = (review or sibling(output, "review")) if band else None
+        rule = DecisionRule(
+            threshold=threshold,
+            review_band=band,
+            unscored=unscored.value,
+            remove_strong_evidence=remove_strong_evidence,
+            review_conflicts=review_conflicts,
+        )
+        review_path = (review or sibling(output, "review")) if rule.can_review else None
         unscored_path = (
             (unscored_output or sibling(output, "unscored"))
             if rule.unscored == "separate"
@@ -401,7 +462,7 @@ def filter_(
         table.add_row(
             "removed", str(counts.remove), os.fspath(removed) if removed else "(not written)"
         )
-        if band:
+        if rule.can_review:
             table.add_row("review", str(counts.review), os.fspath(review_path))
         if rule.unscored == "separate":
             table.add_row("unscored", str(counts.unscored), os.fspath(unscored_path))

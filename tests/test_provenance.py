@@ -579,3 +579,79 @@ def test_filter_drops_c2pa_ai_images_the_score_alone_keeps(tiny_checkpoint, arte
     ]
     meta = pq.read_schema(kept).metadata
     assert meta[b"curate.remove_strong_evidence"] == b"true"
+
+
+# -- the command line -----------------------------------------------------------------------------
+def _curate(*args, cwd=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "curate.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_cli_score_provenance_and_filter(tiny_checkpoint, artefacts, tmp_path):
+    """`curate score --provenance --watermark` on a folder of the artefacts reports each
+    file's evidence; `curate filter --remove-strong-evidence` drops the C2PA-declared and
+    watermarked images that the score alone keeps."""
+    import pyarrow.parquet as pq
+
+    folder = _copy_folder(artefacts, tmp_path / "artefacts")
+    out = tmp_path / "scored.parquet"
+    proc = _curate("score", folder, "-o", out, "--model", tiny_checkpoint, "--watermark")
+    assert proc.returncode == 0, proc.stderr
+    assert "Provenance evidence: " in proc.stdout
+    assert "absence proves nothing" in proc.stdout
+    table = pq.read_table(out)
+    assert json.loads(table.schema.metadata[b"curate.provenance"])["watermark"] is True
+    rows = table.drop_columns(["image"]).to_pylist()
+    paths = [p["path"] for p in table.column("image").to_pylist()]
+    names = [Path(p).name for p in paths]
+    assert sorted(names) == sorted(artefacts)
+    for name, row in zip(names, rows, strict=True):
+        check_expected(name, row, watermark=True)
+    strong = sorted(n for n, r in zip(names, rows, strict=True) if r["provenance_strong"])
+    assert strong == sorted(["c2pa_ai.jpg", "c2pa_composite.png", *WATERMARKED])
+
+    kept, removed = tmp_path / "kept.parquet", tmp_path / "removed.parquet"
+    base = [
+        "filter",
+        out,
+        "-o",
+        kept,
+        "--removed",
+        removed,
+        "--threshold",
+        "1",
+        "--unscored",
+        "keep",
+    ]
+    proc = _curate(*base)
+    assert proc.returncode == 0, proc.stderr
+    assert pq.read_table(removed).num_rows == 0  # the score alone keeps every row
+    proc = _curate(*base, "--remove-strong-evidence", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    gone = sorted(Path(p["path"]).name for p in pq.read_table(removed).column("image").to_pylist())
+    assert gone == strong
+    assert pq.read_table(kept).num_rows == len(artefacts) - len(strong)
+
+    # without provenance columns the option is refused with one line, not a traceback
+    plain = tmp_path / "plain.parquet"
+    assert _curate("score", folder, "-o", plain, "--model", tiny_checkpoint).returncode == 0
+    proc = _curate("filter", plain, "-o", tmp_path / "k2.parquet", "--remove-strong-evidence")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "score with `curate score --provenance`" in proc.stderr
+
+
+def test_cli_single_image_prints_provenance(tiny_checkpoint, artefacts):
+    proc = _curate("score", artefacts["c2pa_ai.jpg"], "--model", tiny_checkpoint, "--provenance")
+    assert proc.returncode == 0, proc.stderr
+    assert "provenance: C2PA Valid" in proc.stdout
