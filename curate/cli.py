@@ -477,6 +477,343 @@ def filter_(
     _guarded(body)
 
 
+class Calibrate(str, Enum):
+    none = "none"
+    temperature = "temperature"
+    platt = "platt"
+
+
+@app.command("eval")
+def eval_(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Labelled images: a folder with fake/ and real/ subfolders, Parquet file(s) "
+            "(scored by `curate score` or not), a save_to_disk directory or a Hub dataset.",
+            show_default=False,
+        ),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Folder for the report, plots and calibration.")
+    ],
+    label_column: Annotated[
+        str,
+        typer.Option(
+            help="Ground-truth column; for a folder of images, each image's top-level folder."
+        ),
+    ] = "label",
+    label_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="VALUE=Fake|Real pairs, comma-separated or repeated (needed for numeric "
+            "labels; names like fake/real/synthetic are understood without).",
+            show_default=False,
+        ),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Cut for the card-style table.")
+    ] = 0.5,
+    target_precision: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Choose the cut where this share of removed images is Fake."
+        ),
+    ] = None,
+    target_recall: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Choose the cut that removes this share of Fakes."),
+    ] = None,
+    max_fpr: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Choose the cut that removes at most this share of Reals."
+        ),
+    ] = None,
+    prevalence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of Fakes in the data you will curate (default: the sample's).",
+            show_default=False,
+        ),
+    ] = None,
+    dataset_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Images in the data you will curate, for expected counts.",
+            show_default=False,
+        ),
+    ] = None,
+    confidence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.5,
+            max=0.9999,
+            help="Meet the target with this confidence (Clopper-Pearson bounds), not on average.",
+            show_default=False,
+        ),
+    ] = None,
+    review_budget: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Images you can review by hand (or a share, below 1): sizes a review band.",
+            show_default=False,
+        ),
+    ] = None,
+    fit_calibration: Annotated[
+        Calibrate,
+        typer.Option(help="Fit a calibration and write OUT_DIR/calibration.json."),
+    ] = Calibrate.none,
+    calibration_holdout: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share held out to measure the calibration.")
+    ] = 0.5,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score with this calibration JSON (as `curate score` would).", exists=True
+        ),
+    ] = None,
+    robustness: Annotated[
+        bool,
+        typer.Option("--robustness", help="Re-score after JPEG re-compression and downscaling."),
+    ] = False,
+    perturb: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="jpeg:QUALITY or downscale:FACTOR, repeated (default: jpeg:90 jpeg:75 jpeg:50 "
+            "downscale:0.5 downscale:0.25).",
+            show_default=False,
+        ),
+    ] = None,
+    probe_limit: Annotated[
+        int, typer.Option(min=2, help="Images (stratified sample) for the robustness probe.")
+    ] = 200,
+    group_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Column to break results down by (a folder's parent folder by default).",
+            show_default=False,
+        ),
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for CIs.")] = 1000,
+    bins: Annotated[int, typer.Option(min=2, help="Bins for ECE and the reliability plot.")] = 15,
+    seed: Annotated[int, typer.Option(help="Seed for bootstrap, hold-out and probe sample.")] = 0,
+    rescore: Annotated[
+        bool, typer.Option("--rescore", help="Score again even if the source has fake_prob.")
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Hub id or local directory of the detector.", show_default=False),
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Model revision to pin.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    image_column: Annotated[
+        str | None, typer.Option(help="Image column of a Parquet/datasets source.")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split of a DatasetDict or Hub dataset.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Use only the first N rows.", show_default=False)
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a report already in OUT_DIR.")
+    ] = False,
+) -> None:
+    """Measure the detector on your own labelled sample and choose a threshold from evidence.
+
+    Prints the model card's classification table plus ROC-AUC, AP, TPR at 1 %/5 % FPR and ECE;
+    writes report.md, report.json, scores.parquet and plots (hist, roc, pr, reliability) to
+    OUT_DIR, and calibration.json with --fit-calibration. The chosen threshold (and review
+    band) go straight into `curate filter`, the calibration into `curate score --calibration`.
+    """
+
+    def body() -> None:
+        from curate import evaluate as ev
+        from curate.model import resolve_device, resolve_dtype
+        from curate.scorer import DeepfakeScorer
+        from curate.sources import resolve_source
+
+        lmap = ev.parse_label_map(label_map) if label_map else None
+        perturbations = tuple(perturb) if perturb else ev.DEFAULT_PERTURBATIONS
+        if os.path.exists(out_dir / "report.json") and not overwrite:
+            raise UsageError(f"{out_dir} already holds a report (pass --overwrite to replace it)")
+        src = resolve_source(source, image_column=image_column, split=split, limit=limit)
+        resolve_dtype(dtype, resolve_device(device))
+        scorer = DeepfakeScorer(
+            model=model,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            image_column=src.image_column,
+            calibration=os.fspath(calibration) if calibration else None,
+            with_logits=True,
+        )
+        if robustness:
+            ev.check_perturbations(perturbations)
+        with _progress("img") as bar:
+            task = bar.add_task("Reading labels and scores", total=src.num_rows)
+            sample = ev.collect_labelled(
+                src,
+                label_column,
+                scorer=scorer,
+                label_map=lmap,
+                group_column=group_column,
+                batch_size=max(batch_size, 64),
+                rescore=rescore,
+                progress=lambda n: bar.advance(task, n),
+            )
+        options = ev.EvalOptions(
+            threshold=threshold,
+            target_precision=target_precision,
+            target_recall=target_recall,
+            max_fpr=max_fpr,
+            review_budget=review_budget,
+            prevalence=prevalence,
+            dataset_size=dataset_size,
+            confidence=confidence,
+            fit_calibration=None if fit_calibration is Calibrate.none else fit_calibration.value,
+            calibration_holdout=calibration_holdout,
+            n_boot=bootstrap,
+            n_bins=bins,
+            seed=seed,
+        )
+        report = ev.evaluate_sample(sample, options)
+        report.source = source
+        if robustness and report.chosen.threshold is not None:
+            idx = ev.probe_indices(sample.y, probe_limit, seed)
+            images = ev.gather_images(src, sample.rows[idx])
+            fitted = report.calibration.calibration if report.calibration else None
+            with _progress("img") as bar:
+                task = bar.add_task(f"Robustness ({len(perturbations)} variants)", total=len(idx))
+                report.robustness = ev.robustness_probe(
+                    scorer,
+                    images,
+                    sample.y[idx],
+                    report.chosen.threshold,
+                    perturbations=perturbations,
+                    calibration=fitted,
+                    progress=lambda n: bar.advance(task, n),
+                )
+        files = ev.write_eval_report(report, sample, os.fspath(out_dir), overwrite=overwrite)
+        stdout.print(ev.console_summary(report), markup=False, highlight=False, soft_wrap=True)
+        stdout.print(f"Wrote {len(files)} files to {out_dir}", markup=False)
+
+    _guarded(body)
+
+
+@app.command("report")
+def report_(
+    scored: Annotated[
+        str, typer.Argument(help="Scored Parquet file (from `curate score`), or a glob of them.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for the report and plot.")],
+    thresholds: Annotated[
+        str,
+        typer.Option(help="Comma-separated candidate thresholds to count at."),
+    ] = ",".join(f"{t:g}" for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)),
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="A decision to count (as `curate filter`).", show_default=False
+        ),
+    ] = None,
+    review_band: Annotated[
+        tuple[float, float] | None,
+        typer.Option(help="LO HI review band of that decision.", show_default=False),
+    ] = None,
+    from_eval: Annotated[
+        Path | None,
+        typer.Option(
+            help="report.json of `curate eval`: count its chosen threshold and review band.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a report already in OUT_DIR.")
+    ] = False,
+) -> None:
+    """Histogram of fake_prob and counts at candidate thresholds for scored, unlabelled data."""
+
+    def body() -> None:
+        import glob
+
+        from curate import evaluate as ev
+        from curate.filtering import DecisionRule
+
+        paths = sorted(glob.glob(scored)) if any(c in scored for c in "*?[") else [scored]
+        if not paths:
+            raise UsageError(f"no files match {scored!r}")
+        for p in paths:
+            if not os.path.isfile(p):
+                raise UsageError(f"{p} does not exist or is not a file")
+        try:
+            cands = sorted({float(t) for t in thresholds.split(",") if t.strip()})
+        except ValueError:
+            raise UsageError(
+                f"--thresholds must be comma-separated numbers, got {thresholds!r}"
+            ) from None
+        if any(not 0.0 <= t <= 1.0 for t in cands):
+            raise UsageError("--thresholds must lie in [0, 1]")
+        if from_eval is not None and threshold is not None:
+            raise UsageError("give --threshold or --from-eval, not both")
+        with stderr.status("Reading scores ..."):
+            p, meta = ev.read_scores(paths)
+        notes: list[str] = []
+        rule = None
+        band = tuple(review_band) if review_band and None not in review_band else None
+        if from_eval is not None:
+            import json
+
+            cal = json.loads(meta.get("curate.calibration", "null"))
+            t, band, notes = ev.rule_from_eval(os.fspath(from_eval), cal)
+            rule = DecisionRule(threshold=t, review_band=band)
+        elif threshold is not None or band:
+            rule = DecisionRule(threshold=0.5 if threshold is None else threshold, review_band=band)
+        rep = ev.summarize_scores(
+            p, source=scored, metadata=meta, thresholds=cands, rule=rule, notes=notes
+        )
+        ev.write_score_report(rep, p, os.fspath(out_dir), overwrite=overwrite)
+        table = Table(
+            title=f"{rep.rows} rows ({rep.scored} scored, {rep.unscored} unscored)",
+            title_justify="left",
+        )
+        for col in ("threshold", "kept", "removed", "removed share"):
+            table.add_column(col, justify="right")
+        for c in rep.counts:
+            table.add_row(
+                f"{c['threshold']:g}",
+                str(c["kept"]),
+                str(c["removed"]),
+                f"{c['removed_share']:.2%}",
+            )
+        stdout.print(table)
+        if rep.rule:
+            r = rep.rule
+            stdout.print(
+                f"decision at {r['threshold']:.6g}"
+                + (
+                    f" with review band {r['review_band'][0]:.6g}-{r['review_band'][1]:.6g}"
+                    if r["review_band"]
+                    else ""
+                )
+                + f": keep {r['keep']}, remove {r['remove']}, review {r['review']}, unscored {r['unscored']}",
+                markup=False,
+            )
+        for n in rep.notes:
+            stdout.print(f"note: {n}", markup=False)
+        stdout.print(f"Wrote report.md, report.json, hist.png to {out_dir}", markup=False)
+
+    _guarded(body)
+
+
 def main() -> None:
     app()
 

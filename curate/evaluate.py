@@ -595,6 +595,9 @@ def choose_threshold(
         if best is not None:
             note += f" (best precision {best:.4f})"
         return ThresholdChoice(criterion, target, None, None, 0.0, 0.0, None, note)
+    if thr[i] > 1.0:
+        note = f"only removing nothing meets {criterion} {target:g} (some Real images score 1.0)"
+        return ThresholdChoice(criterion, target, None, None, 0.0, 0.0, None, note)
     note = ""
     if criterion != "recall" and i == len(thr) - 1:
         note = "the target allows removing everything: the sample cannot separate the classes"
@@ -728,7 +731,7 @@ def review_band(
 def _between(vals: np.ndarray, k: int, lower: bool) -> float:
     """Edge just past the first `k` groups of `vals` (sorted away from the threshold)."""
     if k >= len(vals):
-        return 0.0 if lower else math.nextafter(1.0, math.inf)
+        return 0.0 if lower else 1.0  # DecisionRule's band ends at 1: scores of 1.0 are removed
     return float((vals[k - 1] + vals[k]) / 2.0)
 
 
@@ -778,6 +781,15 @@ def perturb(image: Any, spec: str) -> bytes:
     return buf.getvalue()
 
 
+def check_perturbations(specs: Sequence[str]) -> None:
+    """Raise ValueError for a spec `perturb` would refuse, before any image is scored."""
+    from PIL import Image
+
+    probe = Image.new("RGB", (8, 8))
+    for spec in specs:
+        perturb(probe, spec)
+
+
 def robustness_probe(
     scorer: Any,
     images: Sequence[Any],
@@ -795,13 +807,9 @@ def robustness_probe(
     scored here). With `calibration` (a scorer built `with_logits=True`) the threshold applies
     to the calibrated probabilities of the logit gaps. Every image is decoded once per chunk
     with `curate.images.read_image`; `progress(k)` is called after each chunk of `k` images."""
-    from PIL import Image
-
     from curate.images import read_image
 
-    probe = Image.new("RGB", (8, 8))
-    for spec in perturbations:
-        perturb(probe, spec)  # a bad spec fails here, before any scoring
+    check_perturbations(perturbations)
     y = np.asarray(y).astype(np.int8)
     if calibration is not None and not getattr(scorer, "with_logits", False):
         raise ValueError("a calibrated probe needs a scorer built with with_logits=True")
@@ -1106,11 +1114,16 @@ class EvalReport:
         d["threshold_scale"] = "calibrated" if self.calibrated else "as scored"
         for t in [d["chosen"], *d["thresholds"]]:
             t["threshold_uncalibrated"] = self.uncalibrated(t["threshold"])
+        if d["review"]:
+            d["review"]["low_uncalibrated"] = self.uncalibrated(self.review.low)
+            d["review"]["high_uncalibrated"] = self.uncalibrated(self.review.high)
         return d
 
     def uncalibrated(self, t: float | None) -> float | None:
         """A threshold on the fitted calibration's probabilities, on the scores as they were."""
         if t is None or not self.calibrated:
+            return t
+        if t <= 0.0 or t >= 1.0:
             return t
         cal = self.calibration.calibration
         gap = (float(gap_from_prob([t])[0]) - cal.intercept) / cal.slope
@@ -1309,6 +1322,16 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def filter_args(report: EvalReport) -> str:
+    """`curate filter` options for the chosen decision (9 digits: exact for float32 scores)."""
+    if report.chosen.threshold is None:
+        return ""
+    args = f"--threshold {report.chosen.threshold:.9g}"
+    if report.review and report.review.low < report.review.high:
+        args += f" --review-band {report.review.low:.9g} {report.review.high:.9g}"
+    return args
+
+
 def console_summary(report: EvalReport) -> str:
     """What `curate eval` prints: the card-style table, the headline figures, the thresholds."""
     m = report.metrics
@@ -1341,6 +1364,10 @@ def console_summary(report: EvalReport) -> str:
             f"to review, catching ~{_count(b.errors_caught)} wrong decisions"
         )
     out += [f"note: {n}" for n in report.notes]
+    if report.chosen.threshold is not None:
+        out.append(
+            f"Filter with: curate filter SCORED.parquet -o KEPT.parquet {filter_args(report)}"
+        )
     return "\n".join(out)
 
 
@@ -1500,14 +1527,11 @@ def render_markdown(report: EvalReport, calibration_file: str | None = None) -> 
     use = report.chosen
     lines += ["## Use it", ""]
     if use.threshold is not None:
-        band = ""
-        if report.review and report.review.low < report.review.high:
-            band = f" --review-band {report.review.low:.6g},{report.review.high:.6g}"
         cal = f" --calibration {calibration_file}" if calibration_file else ""
         lines += [
             "```bash",
             f"curate score SOURCE -o scored.parquet{cal}",
-            f"curate filter scored.parquet --threshold {use.threshold:.6g}{band} -o kept.parquet",
+            f"curate filter scored.parquet -o kept.parquet {filter_args(report)}",
             "```",
             "",
         ]
@@ -1629,3 +1653,210 @@ def write_eval_report(
     _write_text(target, _json(report.to_dict()))
     written.append("report.json")
     return [os.path.join(out_dir, w) for w in written]
+
+
+# -- unlabelled scored data: `curate report` -------------------------------------------------------
+@dataclass
+class ScoreReport:
+    source: str
+    rows: int
+    scored: int
+    unscored: int
+    model: str | None
+    calibration: dict[str, Any] | None  # the one the file was scored with
+    quantiles: dict[str, float]
+    counts: list[dict[str, Any]]  # per candidate threshold
+    rule: dict[str, Any] | None = None  # the decision asked for, with its counts
+    notes: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_scores(paths: Sequence[str], score_column: str = "fake_prob") -> tuple[np.ndarray, dict]:
+    """`fake_prob` of scored Parquet file(s) (NaN where unscored) and the first file's
+    `curate.*` metadata; only the score column is read, never the images."""
+    import pyarrow.parquet as pq
+
+    from curate.parquet import read_metadata
+
+    parts = []
+    for path in paths:
+        try:
+            schema = pq.read_schema(path)
+        except Exception as exc:
+            raise ValueError(f"cannot read {path} as Parquet: {exc}") from None
+        if score_column not in schema.names:
+            raise ValueError(
+                f"{path} has no {score_column!r} column (columns: {', '.join(schema.names)}); "
+                "score it first with `curate score`"
+            )
+        col = pq.read_table(path, columns=[score_column]).column(score_column)
+        parts.append(col.cast("float64").to_numpy(zero_copy_only=False))
+    p = np.concatenate(parts) if parts else np.zeros(0)
+    return p, read_metadata(paths[0]) if paths else {}
+
+
+def summarize_scores(
+    p: Any,
+    *,
+    source: str = "",
+    metadata: Mapping[str, str] | None = None,
+    thresholds: Sequence[float] = CANDIDATE_THRESHOLDS,
+    rule: Any | None = None,
+    notes: Sequence[str] = (),
+) -> ScoreReport:
+    """Counts at candidate thresholds (and for `rule`, a `curate.filtering.DecisionRule`) for
+    scores without labels: what a cut would remove from this data."""
+    p = np.asarray(p, dtype=np.float64)
+    ok = np.isfinite(p)
+    meta = dict(metadata or {})
+    try:
+        cal = json.loads(meta.get("curate.calibration", "null"))
+    except ValueError:
+        cal = None
+    qs = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+    quantiles = (
+        {f"p{int(q * 100):02d}": float(np.quantile(p[ok], q)) for q in qs} if ok.any() else {}
+    )
+    rule_out = None
+    if rule is not None:
+        decided = rule.decide_many(p)
+        rule_out = {
+            "threshold": rule.threshold,
+            "review_band": list(rule.review_band) if rule.review_band else None,
+            "unscored": rule.unscored,
+            **{k: int((decided == k).sum()) for k in ("keep", "remove", "review", "unscored")},
+        }
+    return ScoreReport(
+        source=source,
+        rows=len(p),
+        scored=int(ok.sum()),
+        unscored=int((~ok).sum()),
+        model=meta.get("curate.model"),
+        calibration=cal,
+        quantiles=quantiles,
+        counts=score_counts(p[ok], thresholds, int((~ok).sum())),
+        rule=rule_out,
+        notes=list(notes),
+    )
+
+
+def rule_from_eval(
+    report_json: str, scored_calibration: Mapping[str, Any] | None
+) -> tuple[float, tuple[float, float] | None, list[str]]:
+    """Threshold and review band from a `curate eval` report.json, on the scale of a file
+    scored with `scored_calibration`: thresholds chosen on a calibration fitted by the eval are
+    used as they are on files scored with it, and translated back on files scored as the eval
+    sample was."""
+    try:
+        with open(report_json, encoding="utf-8") as f:
+            data = json.load(f)
+        chosen = data["chosen"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"cannot read an eval report from {report_json}: {exc}") from None
+    if chosen.get("threshold") is None:
+        raise ValueError(f"{report_json} has no chosen threshold (its target was not reached)")
+    band = data.get("review")
+    notes: list[str] = []
+    fitted = (data.get("calibration") or {}).get("calibration")
+    use_raw = False
+    if fitted is not None:
+        same = scored_calibration is not None and all(
+            math.isclose(float(scored_calibration.get(k, 0.0)), float(fitted[k]), rel_tol=1e-9)
+            for k in ("slope", "intercept")
+        )
+        if not same:
+            use_raw = True
+            notes.append(
+                "the eval chose its threshold on calibrated scores and this file was scored "
+                "without that calibration: using the equivalent threshold on its scale"
+            )
+    key = "threshold_uncalibrated" if use_raw else "threshold"
+    t = float(chosen[key])
+    rb = None
+    if band and band["low"] < band["high"]:
+        lo, hi = ("low_uncalibrated", "high_uncalibrated") if use_raw else ("low", "high")
+        rb = (float(band[lo]), float(band[hi]))
+    return t, rb, notes
+
+
+def render_score_markdown(r: ScoreReport) -> str:
+    lines = [
+        "# Score report",
+        "",
+        f"- source: `{r.source}`",
+        f"- model: `{r.model}`",
+        f"- rows: {r.rows} ({r.scored} scored, {r.unscored} unscored)",
+        f"- scored with calibration: {'none' if not r.calibration else json.dumps(r.calibration)}",
+        "",
+    ]
+    if r.quantiles:
+        lines += [
+            "## fake_prob quantiles",
+            "",
+            _md_table(list(r.quantiles), [[f"{v:.4f}" for v in r.quantiles.values()]]),
+            "",
+        ]
+    lines += [
+        "## Counts at candidate thresholds (remove when fake_prob >= threshold)",
+        "",
+        _md_table(
+            ["threshold", "kept", "removed", "removed share"],
+            [
+                [f"{c['threshold']:g}", c["kept"], c["removed"], f"{c['removed_share']:.4f}"]
+                for c in r.counts
+            ],
+        ),
+        "",
+    ]
+    if r.rule:
+        band = r.rule["review_band"]
+        desc = f"threshold {r.rule['threshold']:.6g}" + (
+            f", review band [{band[0]:.6g}, {band[1]:.6g})" if band else ""
+        )
+        lines += [
+            f"## Decision ({desc}, unscored: {r.rule['unscored']})",
+            "",
+            _md_table(
+                ["keep", "remove", "review", "unscored"],
+                [[r.rule[k] for k in ("keep", "remove", "review", "unscored")]],
+            ),
+            "",
+        ]
+    if r.notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in r.notes], ""]
+    if r.files:
+        lines += ["## Files", "", *[f"- `{f}`" for f in r.files], ""]
+    return "\n".join(lines)
+
+
+def write_score_report(
+    report: ScoreReport, p: Any, out_dir: str, *, overwrite: bool = False
+) -> list[str]:
+    """Write report.md, report.json and hist.png for unlabelled scores."""
+    from curate import plots
+
+    os.makedirs(out_dir, exist_ok=True)
+    target = os.path.join(out_dir, "report.json")
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds a report; pass --overwrite to replace it")
+    p = np.asarray(p, dtype=np.float64)
+    lines: dict[str, float] = {}
+    if report.rule:
+        band = report.rule["review_band"]
+        if band:
+            lines = {"review from": band[0], "remove from": band[1]}
+        else:
+            lines = {"threshold": report.rule["threshold"]}
+    plots.score_histogram(
+        p[np.isfinite(p)],
+        os.path.join(out_dir, "hist.png"),
+        thresholds=lines,
+        title=f"fake_prob of {report.scored} scored images",
+    )
+    report.files = ["hist.png", "report.json", "report.md"]
+    _write_text(os.path.join(out_dir, "report.md"), render_score_markdown(report))
+    _write_text(target, _json(report.to_dict()))
+    return [os.path.join(out_dir, f) for f in report.files]
