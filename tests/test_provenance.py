@@ -655,3 +655,64 @@ def test_cli_single_image_prints_provenance(tiny_checkpoint, artefacts):
     proc = _curate("score", artefacts["c2pa_ai.jpg"], "--model", tiny_checkpoint, "--provenance")
     assert proc.returncode == 0, proc.stderr
     assert "provenance: C2PA Valid" in proc.stdout
+
+
+# -- FiftyOne -------------------------------------------------------------------------------------
+def _fiftyone():
+    import os
+    import sys
+    import tempfile
+
+    plugins = str(Path(__file__).resolve().parents[1] / "plugins")
+    if "fiftyone" not in sys.modules:  # a throwaway database, never the user's
+        os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-db-")
+        os.environ["FIFTYONE_PLUGINS_DIR"] = plugins
+        os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+        os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    fo = pytest.importorskip("fiftyone")
+    if fo.config.plugins_dir != plugins:
+        fo.config.plugins_dir = plugins
+    return fo
+
+
+def test_fiftyone_operator_writes_provenance_fields_and_rule_agrees(tiny_checkpoint, artefacts):
+    """The detect operator, asked for provenance, writes the evidence fields the checker gives;
+    the provenance-aware rule's views select exactly what `DecisionRule.decide` says, and the
+    apply operator tags the strong-evidence samples that the score alone keeps."""
+    fo = _fiftyone()
+    import fiftyone.operators as foo
+
+    from curate.filtering import OUTCOMES, DecisionRule
+    from curate.integrations import fiftyone as cfo
+
+    names = ["c2pa_ai.jpg", "c2pa_capture.jpg", "a1111.png", "clean.png", "wm_sdxl.png"]
+    names += ["notes.jpg"]
+    ds = fo.Dataset()
+    try:
+        ds.add_samples([fo.Sample(filepath=str(artefacts[n])) for n in names])
+        detect = foo.get_operator("@curate/deepfakes/detect_deepfakes")
+        detect(ds, model=tiny_checkpoint, provenance=True, watermark=True)
+        checker = ProvenanceChecker(watermark=True)
+        for sample in ds.iter_samples():
+            want = checker.check(sample.filepath).row(watermark=True)
+            got = {c: sample[c] for c in want}
+            assert got == pytest.approx(want), Path(sample.filepath).name
+            check_expected(Path(sample.filepath).name, got, watermark=True)
+
+        probs, synth, strong = ds.values(["fake_prob", "provenance_synthetic", "provenance_strong"])
+        for flags in ((True, False), (False, True), (True, True)):
+            for threshold in (0.0, 0.5, 1.0):
+                rule = DecisionRule(
+                    threshold, remove_strong_evidence=flags[0], review_conflicts=flags[1]
+                )
+                want = rule.decide_many(probs, synth, strong)
+                views = cfo.decision_views(ds, rule)
+                for outcome in OUTCOMES:
+                    assert len(views[outcome]) == int((want == outcome).sum()), (rule, outcome)
+
+        act = foo.get_operator("@curate/deepfakes/apply_deepfake_threshold")
+        act(ds, threshold=1.0, unscored="keep", remove_strong_evidence=True)
+        tagged = sorted(Path(s.filepath).name for s in ds.match_tags(cfo.REMOVE_TAG))
+        assert tagged == ["c2pa_ai.jpg", "wm_sdxl.png"]
+    finally:
+        ds.delete()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from curate.filtering import KEEP, OUTCOMES, REMOVE, REVIEW, UNSCORED, DecisionRule
+from curate.provenance import PROVENANCE_COLUMNS, WATERMARK_COLUMN
 from curate.scorer import FAKE, DeepfakeScorer
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ UNSCORED_TAG = "deepfake_unscored"
 KEPT_VIEW = "deepfake_kept"
 INFO_KEY = "curate"  # dataset.info[INFO_KEY][prob_field]: the settings that wrote the scores
 ACTIONS = ("tag", "save_view", "delete")
+# Written by `score_samples` when the scorer has provenance on; exported beside the scores.
+PROVENANCE_FIELDS = (*PROVENANCE_COLUMNS, WATERMARK_COLUMN)
 
 
 class FieldConflictError(ValueError):
@@ -222,6 +225,8 @@ def iter_score_samples(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     dataset = samples._dataset
     n_labels = len(detector.model.config.id2label)
+    # Provenance evidence (scorer option) is written as plain fields of the same names.
+    provenance_fields = scorer.provenance.columns if scorer.provenance is not None else ()
     started = time.perf_counter()
     # Writes run on a thread so the database round trip overlaps the next chunk's scoring;
     # one write at a time, in order, and the last one always finishes (an interrupted run
@@ -233,6 +238,7 @@ def iter_score_samples(
                 chunk_ids = ids[start : start + chunk]
                 out = scorer.score_images(paths[start : start + chunk])
                 values = _field_values(out, detector, n_labels)
+                values["extra"] = {c: out[c] for c in provenance_fields}
                 if pending is not None:
                     pending.result()
                 pending = writer.submit(
@@ -325,6 +331,8 @@ def _write(
 ) -> None:
     for name, key in ((prob, "prob"), (label, "label"), (error, "error")):
         dataset.set_values(name, dict(zip(ids, values[key], strict=True)), key_field="id")
+    for name, column in values.get("extra", {}).items():
+        dataset.set_values(name, dict(zip(ids, column, strict=True)), key_field="id")
 
 
 def _record_settings(dataset, scorer: DeepfakeScorer, prob: str, label: str, error: str) -> None:
@@ -365,8 +373,22 @@ def decision_expressions(
         UNSCORED: None,
     }
     unscored = ~scored
+    if rule.review_conflicts:
+        # Evidence that disagrees with the score sends the row to review (`DecisionRule.decide`).
+        says = F("provenance_synthetic")
+        says_synthetic, says_captured = says.is_in([True]), says.is_in([False])
+        conflict = (exprs[KEEP] & says_synthetic) | (exprs[REMOVE] & says_captured)
+        exprs[KEEP] = exprs[KEEP] & ~says_synthetic
+        exprs[REMOVE] = exprs[REMOVE] & ~says_captured
+        exprs[REVIEW] = conflict if exprs[REVIEW] is None else (exprs[REVIEW] | conflict)
     target = rule.unscored_outcome
     exprs[target] = unscored if exprs[target] is None else (exprs[target] | unscored)
+    if rule.remove_strong_evidence:
+        strong = F("provenance_strong").is_in([True])
+        for outcome in (KEEP, REVIEW, UNSCORED):
+            if exprs[outcome] is not None:
+                exprs[outcome] = exprs[outcome] & ~strong
+        exprs[REMOVE] = exprs[REMOVE] | strong
     return exprs
 
 
@@ -432,6 +454,11 @@ def apply_decision(
     if not samples._dataset.has_sample_field(prob_field):
         raise ValueError(
             f"the dataset has no {prob_field!r} field; score it first (detect_deepfakes)"
+        )
+    if rule.uses_provenance and not samples._dataset.has_sample_field("provenance_strong"):
+        raise ValueError(
+            "the rule uses provenance evidence but the dataset has no provenance fields; "
+            "score it with provenance on (detect_deepfakes, 'Provenance evidence')"
         )
     views = decision_views(samples, rule, prob_field)
     summary = DecisionSummary(counts={o: len(v) for o, v in views.items()}, action=action)
@@ -520,9 +547,10 @@ def export_parquet(
 
     def batches() -> Iterator[dict[str, list]]:
         names = ["id", "filepath", "tags", prob_field, label_field + ".label", error_field]
-        columns = view.values(names + list(fields))
+        evidence = [c for c in PROVENANCE_FIELDS if c in schema and c not in fields]
+        columns = view.values(names + list(fields) + evidence)
         ids, paths, tags, probs, labels, errors = columns[:6]
-        extra = dict(zip(fields, columns[6:], strict=True))
+        extra = dict(zip([*fields, *evidence], columns[6:], strict=True))
         written = 0
         for s in range(0, len(ids), chunk_size):
             e = s + chunk_size
@@ -540,7 +568,13 @@ def export_parquet(
                 "deepfake_error": errors[s:e],
             }
             if rule is not None:
-                batch["decision"] = list(rule.decide_many(p))
+                batch["decision"] = list(
+                    rule.decide_many(
+                        p,
+                        extra.get("provenance_synthetic", [None] * len(ids))[s:e],
+                        extra.get("provenance_strong", [None] * len(ids))[s:e],
+                    )
+                )
             for name, vals in extra.items():
                 batch[name] = [_plain(v) for v in vals[s:e]]
             yield batch

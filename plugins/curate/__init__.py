@@ -13,6 +13,7 @@ from curate.calibration import Calibration
 from curate.filtering import KEEP, REMOVE, REVIEW, UNSCORED, DecisionRule
 from curate.integrations import fiftyone as cfo
 from curate.model import default_model, resolve_device
+from curate.provenance import checker_from_options
 from curate.scorer import DeepfakeScorer
 
 ICON = "/assets/icon.svg"
@@ -84,6 +85,10 @@ class DetectDeepfakes(foo.Operator):
             batch_size=int(ctx.params.get("batch_size", 16)),
             calibration=_text(ctx, "calibration"),
             with_logits=bool(ctx.params.get("store_logits", False)),
+            provenance=checker_from_options(
+                bool(ctx.params.get("provenance", False)),
+                bool(ctx.params.get("watermark", False)),
+            ),
         )
         events = cfo.iter_score_samples(
             ctx.target_view(),
@@ -121,6 +126,8 @@ class DetectDeepfakes(foo.Operator):
         store_logits: bool = False,
         skip_existing: bool = False,
         retry_failed: bool = False,
+        provenance: bool = False,
+        watermark: bool = False,
         delegate: bool = False,
     ):
         """Score `sample_collection` (a dataset or view) from Python::
@@ -145,6 +152,8 @@ class DetectDeepfakes(foo.Operator):
             "store_logits": store_logits,
             "skip_existing": skip_existing,
             "retry_failed": retry_failed,
+            "provenance": provenance,
+            "watermark": watermark,
         }
         return _run(self, sample_collection, params, delegate)
 
@@ -241,6 +250,20 @@ def _score_field_inputs(ctx, inputs, target) -> bool:
         description="Also store the raw logits on the Classification",
     )
     inputs.bool(
+        "provenance",
+        default=False,
+        label="Provenance evidence",
+        description="Also read C2PA credentials and generator metadata from each file "
+        "(fields provenance, provenance_synthetic, provenance_strong, provenance_detail)",
+    )
+    if ctx.params.get("provenance", False):
+        inputs.bool(
+            "watermark",
+            default=False,
+            label="Invisible watermark",
+            description="Also look for the SD/SDXL/FLUX watermark (decodes each image again)",
+        )
+    inputs.bool(
         "skip_existing",
         default=False,
         label="Skip existing",
@@ -325,6 +348,8 @@ class ApplyDeepfakeThreshold(foo.Operator):
         unscored_tag: str = cfo.UNSCORED_TAG,
         view_name: str = cfo.KEPT_VIEW,
         confirm_delete: bool = False,
+        remove_strong_evidence: bool = False,
+        review_conflicts: bool = False,
         delegate: bool = False,
     ):
         """Act on the scores from Python::
@@ -346,6 +371,8 @@ class ApplyDeepfakeThreshold(foo.Operator):
             "unscored_tag": unscored_tag,
             "view_name": view_name,
             "confirm_delete": confirm_delete,
+            "remove_strong_evidence": remove_strong_evidence,
+            "review_conflicts": review_conflicts,
         }
         return _run(self, sample_collection, params, delegate)
 
@@ -358,7 +385,13 @@ def _rule_from_params(params: dict) -> tuple[DecisionRule, str]:
             cfo.parse_float(params.get("review_low"), "review band low"),
             cfo.parse_float(params.get("review_high"), "review band high"),
         )
-    rule = DecisionRule(threshold, review_band=band, unscored=params.get("unscored", "separate"))
+    rule = DecisionRule(
+        threshold,
+        review_band=band,
+        unscored=params.get("unscored", "separate"),
+        remove_strong_evidence=bool(params.get("remove_strong_evidence", False)),
+        review_conflicts=bool(params.get("review_conflicts", False)),
+    )
     return rule, (params.get("prob_field") or cfo.PROB_FIELD)
 
 
@@ -413,6 +446,20 @@ def _rule_inputs(ctx, inputs, target) -> tuple[DecisionRule | None, str]:
     inputs.enum(
         "unscored", unscored.values(), default="separate", label="Unscored samples", view=unscored
     )
+    if target.has_field("provenance_strong"):
+        inputs.bool(
+            "remove_strong_evidence",
+            default=False,
+            label="Remove on strong provenance evidence",
+            description="A valid C2PA AI-generation claim or a matched watermark removes the "
+            "sample whatever its score",
+        )
+        inputs.bool(
+            "review_conflicts",
+            default=False,
+            label="Review evidence/score conflicts",
+            description="Samples whose provenance evidence disagrees with the score go to review",
+        )
     try:
         rule, prob_field = _rule_from_params(
             {"threshold": 0.5, "review_low": 0.3, "review_high": 0.7, **_non_null(ctx.params)}
@@ -456,7 +503,7 @@ def _action_inputs(ctx, inputs, target, rule: DecisionRule, prob_field: str) -> 
         inputs.str("remove_tag", default=cfo.REMOVE_TAG, label="Synthetic tag")
     if action == "save_view":
         inputs.str("view_name", default=cfo.KEPT_VIEW, label="View name")
-    if rule.review_band:
+    if rule.can_review:
         inputs.str("review_tag", default=cfo.REVIEW_TAG, label="Review tag")
     if rule.unscored == "separate":
         inputs.str("unscored_tag", default=cfo.UNSCORED_TAG, label="Unscored tag")
