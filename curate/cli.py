@@ -415,9 +415,14 @@ def filter_(
             if not os.path.isfile(p):
                 raise UsageError(f"{p} does not exist or is not a file")
             try:
-                pq.read_schema(p)
+                names = pq.read_schema(p).names
             except Exception as exc:
                 raise UsageError(f"cannot read {p} as Parquet: {exc}") from None
+            if "fake_prob" not in names:
+                raise UsageError(
+                    f"{p} has no 'fake_prob' column (columns: {', '.join(names)}); score it "
+                    "first with `curate score`"
+                )
         band = tuple(review_band) if review_band and None not in review_band else None
         rule = DecisionRule(
             threshold=threshold,

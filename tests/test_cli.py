@@ -1,0 +1,394 @@
+"""The `curate` command, run as a real subprocess on real folders, Parquet files and datasets.
+
+Outputs are read back with `datasets`, pyarrow and DuckDB; image bytes must be identical to
+the input files; `kill -9` in the middle of `curate score` and a re-run must give the same
+file as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from curate import DeepfakeScorer
+from curate.parquet import read_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+# Wide, plain output so tables do not wrap; offline like every test.
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "NO_COLOR": "1"}
+ENV.pop("CURATE_MODEL", None)
+
+
+def curate(*args, cwd=None, timeout=180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "curate.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, match: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    assert match in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, photo_paths, broken_images) -> Path:
+    """The example photos, one in a subfolder, two unreadable files, and a file to ignore."""
+    d = tmp_path_factory.mktemp("cli") / "images"
+    (d / "nested").mkdir(parents=True)
+    for p in photo_paths:
+        shutil.copy(p, d)
+    shutil.copy(photo_paths[0], d / "nested" / "copy.jpg")
+    shutil.copy(broken_images["truncated"], d / "nested" / "truncated.jpg")
+    shutil.copy(broken_images["not_an_image"], d / "notes.png")
+    (d / "README.txt").write_text("not an image, not scored")
+    return d
+
+
+@pytest.fixture(scope="module")
+def scored(folder, tiny_checkpoint) -> tuple[Path, subprocess.CompletedProcess]:
+    out = folder.parent / "scored.parquet"
+    proc = curate("score", folder, "-o", out, "--model", tiny_checkpoint, "--batch-size", "2")
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_score_folder_read_back_by_three_readers(folder, scored, tiny_checkpoint):
+    import duckdb
+    from datasets import Image as ImageFeature
+    from datasets import load_dataset
+
+    out, proc = scored
+    files = sorted(
+        str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in (".jpg", ".png")
+    )
+    assert len(files) == 8
+    # Progress bar on stderr, summary on stdout.
+    assert "Scoring" in proc.stderr and "img/s" in proc.stderr
+    assert "Scoring" not in proc.stdout
+    assert "8" in proc.stdout and "unreadable" in proc.stdout
+
+    table = pq.read_table(out)
+    assert [r["path"] for r in table.column("image").to_pylist()] == files  # input order
+    for row in table.column("image").to_pylist():
+        assert row["bytes"] == (folder / row["path"]).read_bytes()
+
+    # The CLI gives exactly what the library scorer gives for the same files.
+    scorer = DeepfakeScorer(model=tiny_checkpoint, batch_size=2)  # same batches, same floats
+    expected = scorer.score_images([folder / f for f in files])
+    assert table.column("fake_prob").to_pylist() == expected["fake_prob"]
+    errors = dict(zip(files, table.column("deepfake_error").to_pylist(), strict=True))
+    assert {f for f, e in errors.items() if e} == {"nested/truncated.jpg", "notes.png"}
+    assert "not a recognised image" in errors["notes.png"]
+    assert "cannot decode" in errors["nested/truncated.jpg"]
+
+    meta = read_metadata(out)
+    assert meta["curate.model"] == tiny_checkpoint and meta["curate.dtype"] == "float32"
+    assert meta["curate.source"] == str(folder)
+    assert "curate.version" in meta
+
+    got = duckdb.sql(
+        f"SELECT image.path, image.bytes, fake_prob, deepfake_error FROM read_parquet('{out}')"
+    ).fetchall()
+    assert [r[0] for r in got] == files
+    assert all(bytes(r[1]) == (folder / r[0]).read_bytes() for r in got)
+    assert sum(r[2] is None for r in got) == 2
+
+    ds = load_dataset("parquet", data_files=str(out), split="train")
+    assert isinstance(ds.features["image"], ImageFeature)
+    first = ds[0]["image"]
+    assert np.array_equal(np.asarray(first), np.asarray(Image.open(folder / files[0])))
+    assert ds["deepfake_label"][:] == table.column("deepfake_label").to_pylist()
+
+
+def test_filter_counts_add_up(scored, tmp_path):
+    out, _ = scored
+    probs = sorted(p for p in pq.read_table(out).column("fake_prob").to_pylist() if p is not None)
+    lo, t, hi = probs[1], probs[3], probs[5]
+    kept, removed = tmp_path / "kept.parquet", tmp_path / "removed.parquet"
+    proc = curate(
+        "filter", out, "-o", kept, "--removed", removed, "--threshold", t,
+        "--review-band", lo, hi,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    files = {
+        "kept": kept,
+        "removed": removed,
+        "review": tmp_path / "kept.review.parquet",
+        "unscored": tmp_path / "kept.unscored.parquet",
+    }
+    counts = {k: pq.ParquetFile(p).metadata.num_rows for k, p in files.items()}
+    assert sum(counts.values()) == 8
+    assert counts["unscored"] == 2 and counts["review"] == 4 and counts["kept"] == 1
+    for name, n in counts.items():
+        assert f"{name} {n} " in " ".join(proc.stdout.replace("│", " ").split()) + " "
+    assert "total 8" in " ".join(proc.stdout.replace("│", " ").split())
+    all_paths = [r["path"] for f in files.values() for r in pq.read_table(f)["image"].to_pylist()]
+    assert sorted(all_paths) == sorted(
+        r["path"] for r in pq.read_table(out)["image"].to_pylist()
+    )  # every row exactly once
+    assert read_metadata(kept)["curate.threshold"] == repr(t)
+
+    # --unscored keep: unreadable rows stay with the kept ones; no unscored file.
+    kept2 = tmp_path / "kept2.parquet"
+    proc = curate("filter", out, "-o", kept2, "--threshold", t, "--unscored", "keep")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "kept2.unscored.parquet").exists()
+    kept_rows = pq.read_table(kept2).column("fake_prob").to_pylist()
+    assert sum(p is None for p in kept_rows) == 2
+    assert len(kept_rows) == 2 + sum(p < t for p in probs)
+    assert "2 rows had unreadable images (kept)" in proc.stdout
+
+
+def test_kill_minus_9_then_resume_gives_the_uninterrupted_file(
+    tmp_path, photo_paths, tiny_checkpoint
+):
+    src = tmp_path / "forty"
+    src.mkdir()
+    for i in range(40):
+        img = Image.open(photo_paths[i % len(photo_paths)]).convert("RGB")
+        img.rotate(i * 9).resize((400 + i, 300)).save(src / f"img{i:02d}.jpg", quality=90)
+    args = ["--model", tiny_checkpoint, "--batch-size", "2", "--chunk-rows", "4"]
+
+    reference = tmp_path / "reference.parquet"
+    assert curate("score", src, "-o", reference, *args).returncode == 0
+
+    out = tmp_path / "out.parquet"
+    work = Path(f"{out}.work")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curate.cli", "score", str(src), "-o", str(out), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
+    deadline = time.monotonic() + 120
+    while not list(work.glob("chunk-*.parquet")):
+        assert proc.poll() is None, "curate score ended before writing its first chunk"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists(), "the run finished before it was killed; the test proves nothing"
+    done = len(list(work.glob("chunk-*.parquet")))
+    assert 1 <= done < 10
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert manifest["rows"] == 40 and manifest["scoring"]["model"] == tiny_checkpoint
+
+    resumed = curate("score", src, "-o", out, *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming: {done * 4} rows already scored" in resumed.stderr
+    assert not work.exists()
+    a, b = pq.read_table(out), pq.read_table(reference)
+    assert a.schema.equals(b.schema)  # metadata included
+    assert a.to_pydict() == b.to_pydict()  # same rows, same order, each once
+    paths = [r["path"] for r in a.column("image").to_pylist()]
+    assert paths == sorted(p.name for p in src.iterdir())
+
+
+def test_parquet_source_keeps_its_columns(tmp_path, photo_paths, tiny_checkpoint):
+    from datasets import load_dataset
+
+    src = tmp_path / "in.parquet"
+    pics = [{"bytes": Path(p).read_bytes(), "path": Path(p).name} for p in photo_paths]
+    pq.write_table(
+        pa.table({"id": [10, 11, 12, 13, 14], "caption": list("abcde"), "pic": pics}),
+        src,
+        row_group_size=2,
+    )
+    out = tmp_path / "out.parquet"
+    proc = curate(
+        "score", src, "-o", out, "--model", tiny_checkpoint, "--image-column", "pic",
+        "--limit", "3",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    table = pq.read_table(out)
+    assert table.column_names == [
+        "id", "caption", "pic", "fake_prob", "real_prob", "deepfake_label", "deepfake_error"
+    ]  # fmt: skip
+    assert table.column("id").to_pylist() == [10, 11, 12]
+    assert table.column("pic").to_pylist() == pics[:3]
+    ds = load_dataset("parquet", data_files=str(out), split="train")
+    assert type(ds.features["pic"]).__name__ == "Image"
+
+    bad = curate("score", src, "-o", tmp_path / "x.parquet", "--image-column", "photo")
+    assert_one_line_error(bad, 2, "has no column 'photo'")
+
+
+def test_saved_dataset_source(tmp_path, photo_paths, tiny_checkpoint):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, load_dataset
+    from datasets import Image as ImageFeature
+
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=["real", "fake"])})
+    DatasetDict(
+        train=Dataset.from_dict({"image": photo_paths, "label": [0] * 5}, features=features),
+        test=Dataset.from_dict({"image": photo_paths[:3], "label": [1, 0, 1]}, features=features),
+    ).save_to_disk(tmp_path / "saved")
+    out = tmp_path / "test.parquet"
+    proc = curate(
+        "score", tmp_path / "saved", "--split", "test", "-o", out, "--model", tiny_checkpoint
+    )
+    assert proc.returncode == 0, proc.stderr
+    ds = load_dataset("parquet", data_files=str(out), split="train")
+    assert ds.features["label"] == ClassLabel(names=["real", "fake"])
+    assert ds["label"][:] == [1, 0, 1]
+    stored = pq.read_table(out).column("image").to_pylist()
+    assert [r["bytes"] for r in stored] == [Path(p).read_bytes() for p in photo_paths[:3]]
+
+
+def test_single_image_prints_probabilities(photo_paths, tiny_checkpoint):
+    proc = curate("score", photo_paths[0], "--model", tiny_checkpoint)
+    assert proc.returncode == 0, proc.stderr
+    expected = DeepfakeScorer(model=tiny_checkpoint).score_images([photo_paths[0]])
+    words = " ".join(proc.stdout.replace("│", " ").split())
+    assert f"Fake {expected['fake_prob'][0]:.3f}" in words
+    assert f"Real {expected['real_prob'][0]:.3f}" in words
+    assert f"prediction: {expected['deepfake_label'][0]}" in words
+
+
+def test_runtime_and_argument_errors_are_one_line(tmp_path, folder, tiny_checkpoint):
+    out = tmp_path / "o.parquet"
+    assert_one_line_error(curate("score", tmp_path / "nope", "-o", out), 2, "does not exist")
+    assert_one_line_error(
+        curate("score", folder, "-o", out, "--model", tmp_path / "no-model"), 1, "does not exist"
+    )
+    assert not out.exists() and not Path(f"{out}.work").exists()
+
+
+# -- in-process checks of the remaining error paths (fast; the same `app` the console runs) ---
+
+
+@pytest.fixture
+def run_cli(monkeypatch):
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    return run
+
+
+def test_bad_arguments(run_cli, tmp_path, folder, scored, tiny_checkpoint):
+    scored_path, _ = scored
+    existing = tmp_path / "exists.parquet"
+    existing.write_bytes(b"old")
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"x": [1]}), plain)
+    m = ["--model", tiny_checkpoint]
+    cases = [
+        (["score", folder, *m], "is a folder source: pass -o"),
+        (["score", folder, "-o", existing, *m], "already exists (pass --overwrite"),
+        (["score", folder, "-o", tmp_path / "a.parquet", "--dtype", "int3", *m], "Unknown dtype"),
+        (["score", folder, "-o", tmp_path / "a.parquet", "--device", "tpu9", *m], "device"),
+        (["score", tmp_path / "empty-dir-missing", "-o", tmp_path / "a.parquet"], "not exist"),
+        (["filter", tmp_path / "missing.parquet", "-o", tmp_path / "k.parquet"], "does not exist"),
+        (["filter", plain, "-o", tmp_path / "k.parquet"], "has no 'fake_prob' column"),
+        (["filter", existing, "-o", tmp_path / "k.parquet"], "cannot read"),
+        (
+            ["filter", scored_path, "-o", tmp_path / "k.parquet", "--threshold", "0.2"]
+            + ["--review-band", "0.3", "0.7"],
+            "inside the review band",
+        ),
+        (["filter", scored_path, "-o", existing], "already exists"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+    assert existing.read_bytes() == b"old"
+    assert not (tmp_path / "k.parquet").exists() and not (tmp_path / "a.parquet").exists()
+    # typer's own usage errors: exit code 2 as well.
+    assert (
+        run_cli("score", folder, "-o", tmp_path / "a.parquet", "--batch-size", "0").exit_code == 2
+    )
+    assert (
+        run_cli("filter", scored_path, "-o", tmp_path / "k.parquet", "--threshold", "1.5").exit_code
+        == 2
+    )
+    assert (
+        run_cli("filter", scored_path, "-o", tmp_path / "k.parquet", "--unscored", "x").exit_code
+        == 2
+    )
+
+
+def test_overwrite_and_mismatched_resume(
+    run_cli, tmp_path, folder, tiny_checkpoint, swapped_checkpoint
+):
+    out = tmp_path / "o.parquet"
+    assert run_cli("score", folder, "-o", out, "--model", tiny_checkpoint).exit_code == 0
+    before = pq.read_table(out)
+    again = run_cli("score", folder, "-o", out, "--model", swapped_checkpoint, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert read_metadata(out)["curate.model"] == swapped_checkpoint
+    assert pq.read_table(out).column("image").equals(before.column("image"))
+    # An unfinished run with other arguments is never mixed into this one.
+    work = Path(f"{out}.work")
+    work.mkdir()
+    (work / "manifest.json").write_text(json.dumps({"format": 1, "chunk_rows": 4, "rows": 3}))
+    pq.write_table(before.slice(0, 4), work / "chunk-00000000.parquet")
+    out.unlink()
+    result = run_cli("score", folder, "-o", out, "--model", tiny_checkpoint)
+    assert result.exit_code == 2 and "holds an unfinished run with different" in result.stderr
+    assert (
+        run_cli("score", folder, "-o", out, "--model", tiny_checkpoint, "--overwrite").exit_code
+        == 0
+    )
+    assert pq.read_table(out).num_rows == 8 and not work.exists()
+
+
+# -- the seed's Gradio demo, rebuilt on DeepfakeScorer -----------------------------------------
+
+
+def _demo_module():
+    spec = importlib.util.spec_from_file_location(
+        "gradio_demo", REPO / "examples" / "gradio_demo.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gradio_demo_scoring_function(photo_paths, tiny_checkpoint, broken_images):
+    demo = _demo_module()
+    scorer = DeepfakeScorer(model=tiny_checkpoint, batch_size=1)
+    classify = demo.make_classifier(scorer)
+    pixels = np.asarray(Image.open(photo_paths[1]).convert("RGB"))  # what gr.Image(numpy) gives
+    got = classify(pixels)
+    expected = scorer.score_images([Image.open(photo_paths[1])])
+    assert got == {"Fake": expected["fake_prob"][0], "Real": expected["real_prob"][0]}
+    assert abs(got["Fake"] + got["Real"] - 1) < 1e-6
+    with pytest.raises(ValueError, match="cannot score this image"):
+        classify(broken_images["truncated"])
+    with pytest.raises(ValueError, match="no image"):
+        classify(None)
+
+
+def test_gradio_demo_builds_its_interface(tiny_checkpoint):
+    gr = pytest.importorskip("gradio")
+    interface = _demo_module().build_demo(DeepfakeScorer(model=tiny_checkpoint))
+    assert isinstance(interface, gr.Interface)
