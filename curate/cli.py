@@ -99,6 +99,8 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
+        if not speed and task.elapsed:  # too few updates for rich's windowed estimate
+            speed = (task.completed - task.fields.get("start", 0)) / task.elapsed
         return Text(f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
 
 
@@ -146,7 +148,8 @@ def _score_summary(output: str, seconds: float, new_rows: int) -> None:
     fake = int(pc.sum(pc.equal(labels, "Fake")).as_py() or 0)
     real = int(pc.sum(pc.equal(labels, "Real")).as_py() or 0)
     errors = table.num_rows - table.column("deepfake_error").null_count
-    summary = Table(title=f"Scored {table.num_rows} images -> {output}", title_justify="left")
+    stdout.print(f"Scored {table.num_rows} images -> {output}")
+    summary = Table()
     summary.add_column("rows", justify="right")
     summary.add_column("Fake", justify="right")
     summary.add_column("Real", justify="right")
@@ -305,7 +308,9 @@ def score(
             scorer.load()
         started = time.perf_counter()
         with _progress("img") as bar:
-            task = bar.add_task("Scoring", total=src.num_rows, completed=run.resumed_rows)
+            task = bar.add_task(
+                "Scoring", total=src.num_rows, completed=run.resumed_rows, start=run.resumed_rows
+            )
             rows = run.run(progress=lambda n: bar.advance(task, n))
         seconds = time.perf_counter() - started
         if src.kind == "image":
@@ -396,9 +401,9 @@ def filter_(
 ) -> None:
     """Split a scored Parquet file into kept / removed / review / unscored files.
 
-    Kept: fake_prob < threshold (or < LO with --review-band). Review rows go to KEPT.review.parquet,
-    unscored rows (--unscored separate, the default) to KEPT.unscored.parquet, unless named
-    otherwise. The counts always add up to the input.
+    Kept: fake_prob < threshold (or < LO with --review-band). Review rows go to
+    KEPT.review.parquet, unscored rows (--unscored separate, the default) to
+    KEPT.unscored.parquet, unless named otherwise. The counts always add up to the input.
     """
 
     def body() -> None:
@@ -454,12 +459,12 @@ def filter_(
                 overwrite=overwrite,
                 progress=lambda n: bar.advance(task, n),
             )
-        table = Table(
-            title=f"Filtered {counts.total} rows (threshold {rule.threshold:g}"
+        stdout.print(
+            f"Filtered {counts.total} rows (threshold {rule.threshold:g}"
             + (f", review band {band[0]:g}-{band[1]:g}" if band else "")
-            + f", unscored: {rule.unscored})",
-            title_justify="left",
+            + f", unscored: {rule.unscored})"
         )
+        table = Table()
         table.add_column("outcome")
         table.add_column("rows", justify="right")
         table.add_column("file")
