@@ -511,3 +511,33 @@ def test_evaluate_sample_and_write_report(tmp_path):
     with pytest.raises(FileExistsError, match="--overwrite"):
         ev.write_eval_report(report, sample, str(tmp_path / "out"))
     assert not list((tmp_path / "out").glob("*.tmp*"))
+
+
+def test_report_rule_from_eval_on_either_scale(tmp_path):
+    """A threshold chosen on calibrated scores applies as is to a file scored with that
+    calibration, and translated to files scored without it: same decisions either way."""
+    y, gap, _ = synthetic(2000, seed=40)
+    gap = 2.5 * gap
+    sample = ev.LabelledSample(
+        y=y, p=ev.apply_calibration(None, gap), gap=gap, rows=np.arange(2000),
+        names=[None] * 2000, groups=[None] * 2000, n_rows=2000,
+    )  # fmt: skip
+    opts = ev.EvalOptions(target_recall=0.8, review_budget=50, fit_calibration="platt", n_boot=0)
+    report = ev.evaluate_sample(sample, opts)
+    ev.write_eval_report(report, sample, str(tmp_path))
+    cal = report.calibration.calibration
+    p_cal = ev.apply_calibration(cal, gap).astype(np.float32)
+    p_raw = sample.p.astype(np.float32)
+    t_cal, band_cal, notes_cal = ev.rule_from_eval(str(tmp_path / "report.json"), cal.to_dict())
+    t_raw, band_raw, notes_raw = ev.rule_from_eval(str(tmp_path / "report.json"), None)
+    assert t_cal == report.chosen.threshold and not notes_cal
+    assert "equivalent threshold" in notes_raw[0]
+    a = DecisionRule(t_cal, band_cal).decide_many(p_cal)
+    b = DecisionRule(t_raw, band_raw).decide_many(p_raw)
+    assert (a != b).sum() <= 2  # float32 rounding at the cut at most
+    counts = ev.summarize_scores(np.r_[p_cal, np.nan], rule=DecisionRule(t_cal, band_cal)).rule
+    assert counts["unscored"] == 1
+    assert counts["remove"] == pytest.approx(report.review.expected.removed, abs=2)
+    assert counts["review"] == pytest.approx(report.review.expected.review, abs=2)
+    with pytest.raises(ValueError, match="cannot read an eval report"):
+        ev.rule_from_eval(str(tmp_path / "calibration.json"), None)
