@@ -938,11 +938,14 @@ def collect_labelled(
     if getattr(source, "kind", None) == "parquet":
         model, meta_cal = _parquet_scoring(source, model)
     scorer_cal = getattr(scorer, "calibration", None)
+    names_of = _class_label_names(source, label_column)
     for batch in source.batches(batch_size):
         images = batch.get(img_col, [])
         k = len(next(iter(batch.values()))) if batch else 0
         if label_column in batch:
             raw = batch[label_column]
+            if names_of is not None:  # a datasets ClassLabel: its ids stand for these names
+                raw = [None if v is None or v < 0 else names_of[v] for v in raw]
         elif getattr(source, "kind", None) in ("folder", "image"):
             raw = [_folder_label(im) for im in images]
         else:
@@ -1013,6 +1016,16 @@ def collect_labelled(
         model=model,
         calibration=meta_cal,
     )
+
+
+def _class_label_names(source: Any, column: str) -> list[str] | None:
+    features = getattr(source, "features", None)
+    try:
+        feature = features[column] if features is not None else None
+    except (KeyError, TypeError):
+        return None
+    names = getattr(feature, "names", None)
+    return list(names) if isinstance(names, list) and names else None
 
 
 def _parquet_scoring(source: Any, model: str | None) -> tuple[str | None, Calibration | None]:
@@ -1136,6 +1149,11 @@ def evaluate_sample(sample: LabelledSample, options: EvalOptions | None = None) 
     will filter on: calibrated ones when a calibration is fitted here."""
     o = options or EvalOptions()
     y, p = sample.y, sample.p
+    if len(sample) == 0:
+        raise EvaluationError(
+            f"no labelled, scored images among {sample.n_rows} rows "
+            f"({sample.n_unlabelled} without a label, {len(sample.errors)} unscored)"
+        )
     notes: list[str] = []
     metrics = compute_metrics(y, p, o.threshold, o.n_bins)
     notes += metrics.notes

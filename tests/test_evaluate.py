@@ -541,3 +541,23 @@ def test_report_rule_from_eval_on_either_scale(tmp_path):
     assert counts["review"] == pytest.approx(report.review.expected.review, abs=2)
     with pytest.raises(ValueError, match="cannot read an eval report"):
         ev.rule_from_eval(str(tmp_path / "calibration.json"), None)
+
+
+def test_collect_reads_classlabel_names(tiny_checkpoint, photo_paths, tmp_path):
+    """A datasets ClassLabel column (ids 0/1) is read by its names, whatever their order."""
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as ImageFeature
+
+    from curate.sources import resolve_source
+
+    labels = [i % 2 for i in range(len(photo_paths))]
+    ds = Dataset.from_dict(
+        {"image": photo_paths, "kind": labels},
+        features=Features({"image": ImageFeature(), "kind": ClassLabel(names=["real", "fake"])}),
+    )
+    ds.save_to_disk(tmp_path / "ds")
+    scorer = DeepfakeScorer(tiny_checkpoint, with_logits=True)
+    s = ev.collect_labelled(resolve_source(str(tmp_path / "ds")), "kind", scorer=scorer)
+    assert s.y.tolist() == labels  # id 1 is "fake"
+    with pytest.raises(ev.EvaluationError, match="no labelled, scored images among 0 rows"):
+        ev.evaluate_sample(ev.LabelledSample(*(np.zeros(0),) * 4, names=[], groups=[]))
