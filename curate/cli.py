@@ -202,7 +202,12 @@ def score(
     dtype: Annotated[
         str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
     ] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    batch_size: Annotated[
+        str,
+        typer.Option(
+            help="Images per forward pass, or 'auto' (sized to the GPU's free memory; 8 on CPU)."
+        ),
+    ] = "16",
     image_column: Annotated[
         str | None,
         typer.Option(
@@ -283,12 +288,16 @@ def score(
         if output is None and src.kind != "image":
             raise UsageError(f"{source} is a {src.kind} source: pass -o OUT.parquet")
         resolve_dtype(dtype, resolve_device(device))  # bad --device/--dtype: exit 2, now
+        if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
+            raise UsageError(
+                f"--batch-size must be a positive integer or 'auto', got {batch_size!r}"
+            )
         scorer = DeepfakeScorer(
             model=model,
             revision=revision,
             device=device,
             dtype=dtype,
-            batch_size=batch_size,
+            batch_size=batch_size if batch_size == "auto" else int(batch_size),
             image_column=src.image_column,
             draft=draft,
             calibration=os.fspath(calibration) if calibration else None,
@@ -621,7 +630,12 @@ def eval_(
     revision: Annotated[str | None, typer.Option(help="Model revision to pin.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    batch_size: Annotated[
+        str,
+        typer.Option(
+            help="Images per forward pass, or 'auto' (sized to the GPU's free memory; 8 on CPU)."
+        ),
+    ] = "16",
     image_column: Annotated[
         str | None, typer.Option(help="Image column of a Parquet/datasets source.")
     ] = None,
@@ -660,7 +674,7 @@ def eval_(
             revision=revision,
             device=device,
             dtype=dtype,
-            batch_size=batch_size,
+            batch_size=batch_size if batch_size == "auto" else int(batch_size),
             image_column=src.image_column,
             calibration=os.fspath(calibration) if calibration else None,
             with_logits=True,

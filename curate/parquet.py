@@ -91,12 +91,14 @@ def scoring_metadata(scorer: DeepfakeScorer, **extra: Any) -> dict[str, str]:
     detector = getattr(scorer, "_detector", None)
     if detector is not None:
         dtype = str(detector.dtype).removeprefix("torch.")
+        device = detector.device.type
     else:
         try:
-            dtype = str(resolve_dtype(scorer.dtype, resolve_device(scorer.device)))
-            dtype = dtype.removeprefix("torch.")
+            dev = resolve_device(scorer.device)
+            dtype = str(resolve_dtype(scorer.dtype, dev)).removeprefix("torch.")
+            device = dev.type
         except ValueError:
-            dtype = str(scorer.dtype)
+            dtype, device = str(scorer.dtype), str(scorer.device)
     calibration = scorer.calibration.to_dict() if scorer.calibration is not None else None
     meta: dict[str, Any] = {
         "model": scorer.model,
@@ -106,6 +108,11 @@ def scoring_metadata(scorer: DeepfakeScorer, **extra: Any) -> dict[str, str]:
         "calibration": calibration,
         "version": __version__,
     }
+    # Settings that change pixels or numerics, where this scorer has them.
+    for name in ("resize", "decode", "max_pixels"):
+        if hasattr(scorer, name):
+            meta[name] = getattr(scorer, name)
+    meta["device_type"] = device
     if getattr(scorer, "provenance", None) is not None:
         from curate.provenance import describe
 
@@ -536,7 +543,7 @@ class ScoringRun:
         chunk = self.done_chunks
         writer: AtomicParquetWriter | None = None
         schema = self._existing_schema()
-        batches = self.source.batches(self.scorer.batch_size, start=start)
+        batches = self.source.batches(self.images_per_call(), start=start)
         try:
             # Read the next batch (file bytes) while the model scores this one.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-read") as reader:
@@ -576,6 +583,17 @@ class ScoringRun:
                 writer.abort()
             raise
         return self._assemble(chunk, schema)
+
+    def images_per_call(self) -> int:
+        """Rows handed to `score_images` at once (and between two progress updates).
+
+        The scorer decodes its next forward batch while the model runs the current one, but
+        only within one call: on a GPU, where decoding is the bottleneck, several forward
+        batches go in each call; on a CPU the model dominates and one batch a call keeps the
+        progress bar lively."""
+        detector = self.scorer.detector
+        size = self.scorer.chunk_size(detector)
+        return size * 8 if detector.device.type == "cuda" else size
 
     def _existing_schema(self) -> pa.Schema | None:
         if self.done_chunks:

@@ -95,6 +95,10 @@ def test_scoring_metadata_in_the_schema(tmp_path, tiny_checkpoint, photo_paths):
         "curate.draft": "false",
         "curate.calibration": "null",
         "curate.version": curate.__version__,
+        "curate.resize": "auto",
+        "curate.decode": "cpu",
+        "curate.max_pixels": str(scorer.max_pixels),
+        "curate.device_type": "cpu",
         "curate.threshold": "0.5",
         "curate.note": "x",
     }
