@@ -67,6 +67,7 @@ WATERMARK_MESSAGES: dict[str, np.ndarray] = {
 _CHANNEL_ORDERS = ("bgr", "rgb")
 _WM_SCALE, _WM_BLOCK = 36, 4  # EmbedMaxDct defaults: U-channel scale 36, 4x4 blocks
 _WM_MIN_SIDE = 256  # the encoder refuses images under 256x256 pixels
+_HAAR = 0.7071067811865476  # PyWavelets' Haar decomposition filter taps (1 / sqrt(2))
 
 _DETAIL_TEXT_LIMIT = 2000  # characters kept per raw metadata value (ComfyUI graphs run to 100 KB)
 _ZTXT_LIMIT = 1 << 20  # decompressed bytes read from one compressed PNG text chunk
@@ -250,10 +251,17 @@ def _claim_generator(manifest: dict) -> str | None:
     return str(gen) if gen else None
 
 
-def read_c2pa(data: bytes, trust_anchors: str | None = None) -> Evidence | None:
-    """C2PA evidence from file bytes, or None when the file carries no manifest store."""
+def read_c2pa(
+    data: bytes, trust_anchors: str | None = None, present: bool | None = None
+) -> Evidence | None:
+    """C2PA evidence from file bytes, or None when the file carries no manifest store.
+
+    `present`: whether the caller's own scan of the file found a manifest store (None: look
+    for one in the whole file)."""
     # Every embedded manifest store is a JUMBF box labelled "c2pa": skip the reader without it.
-    if b"c2pa" not in data:
+    if present is None:
+        present = b"c2pa" in data
+    if not present:
         return None
     try:
         import c2pa
@@ -341,11 +349,22 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def png_text_chunks(data: bytes) -> dict[str, str]:
     """tEXt / zTXt / iTXt chunks of a PNG, read from its bytes (all of them, also those after
     the image data, which PIL only reaches by decoding). Malformed chunks are skipped."""
+    return _png_chunks(data)[0]
+
+
+def _png_chunks(data: bytes) -> tuple[dict[str, str], set[bytes], bytes | None]:
+    """(text chunks, chunk types seen, eXIf body) of a PNG, without decoding its pixels."""
     out: dict[str, str] = {}
+    types: set[bytes] = set()
+    exif = None
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
         length = int.from_bytes(data[pos : pos + 4], "big")
         ctype = data[pos + 4 : pos + 8]
+        types.add(ctype)
+        if ctype == b"IDAT":  # pixel data: skipped without a copy
+            pos += 12 + length
+            continue
         body = data[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if ctype == b"IEND" or len(body) < length:
@@ -366,9 +385,70 @@ def png_text_chunks(data: bytes) -> dict[str, str]:
                 if compressed:
                     text = zlib.decompressobj().decompress(text, _ZTXT_LIMIT)
                 out[key.decode("latin-1")] = text.decode("utf-8", "replace")
+            elif ctype == b"eXIf":
+                exif = body
         except (zlib.error, IndexError, UnicodeDecodeError):
             continue
-    return out
+    return out, types, exif
+
+
+def _jpeg_header(data: bytes) -> bytes:
+    """A JPEG's marker segments before its first scan: where EXIF, XMP and C2PA (APP11) live,
+    so a large file is not searched through its image data."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return data  # not the layout expected: let the caller search everything
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan / end of image
+            return data[:pos]
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return data
+
+
+@dataclass
+class _Scan:
+    """What one pass over a file's bytes found (no pixels decoded)."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    exif: Any = None  # PIL.Image.Exif
+    xmps: list[str] = field(default_factory=list)
+    has_c2pa: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _scan(data: bytes) -> _Scan:
+    scan = _Scan()
+    if data.startswith(_PNG_SIGNATURE):
+        # PIL would decode the whole image to reach an eXIf chunk after the pixel data.
+        scan.texts, types, exif = _png_chunks(data)
+        scan.has_c2pa = b"caBX" in types
+        if exif:
+            scan.exif = Image.Exif()
+            try:
+                scan.exif.load(exif)
+            except Exception as exc:
+                scan.notes.append(f"EXIF unreadable ({type(exc).__name__}: {exc})")
+        xmp = scan.texts.pop("XML:com.adobe.xmp", None)
+        scan.xmps = [xmp] if xmp else []
+        return scan
+    region = _jpeg_header(data) if data.startswith(b"\xff\xd8") else data
+    scan.has_c2pa = b"c2pa" in region
+    scan.xmps = [m.decode("utf-8", "replace") for m in _XMP.findall(region)]
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # headers only: no pixels are decoded
+            scan.exif = img.getexif()
+    except Image.UnidentifiedImageError:
+        scan.notes.append(NOT_AN_IMAGE)
+    except Exception as exc:  # PIL's parsers raise many types on corrupt headers
+        scan.notes.append(f"EXIF unreadable ({type(exc).__name__}: {exc})")
+    return scan
 
 
 def _user_comment(raw: Any) -> str | None:
@@ -390,33 +470,18 @@ def _user_comment(raw: Any) -> str | None:
 
 
 def _metadata_fields(
-    data: bytes | None, image: Image.Image | None
-) -> tuple[dict[str, str], dict[str, str], list[str], list[str]]:
-    """(PNG text chunks, EXIF fields, XMP packets, notes) from file bytes or a PIL image's info."""
-    texts: dict[str, str] = {}
-    exif_fields: dict[str, str] = {}
-    xmps: list[str] = []
-    notes: list[str] = []
-    if data is not None:
-        if data.startswith(_PNG_SIGNATURE):
-            texts = png_text_chunks(data)
-        try:
-            with Image.open(io.BytesIO(data)) as img:  # headers only: no pixels are decoded
-                exif = img.getexif()
-        except Image.UnidentifiedImageError:
-            exif = None
-            notes.append(NOT_AN_IMAGE)
-        except Exception as exc:  # PIL's parsers raise many types on corrupt headers
-            exif = None
-            notes.append(f"EXIF unreadable ({type(exc).__name__}: {exc})")
-        xmps = [m.decode("utf-8", "replace") for m in _XMP.findall(data)]
+    scan: _Scan | None, image: Image.Image | None
+) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """(PNG text chunks, EXIF fields, XMP packets) from a scan of the bytes or a PIL image."""
+    if scan is not None:
+        texts, exif, xmps = scan.texts, scan.exif, scan.xmps
     else:
         exif = image.getexif() if image is not None else None
         info = image.info if image is not None else {}
         texts = {k: v for k, v in info.items() if isinstance(v, str)}
-        xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
-        if isinstance(xmp, (bytes, str)):
-            xmps = [xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp]
+        xmp = info.get("xmp") or texts.pop("XML:com.adobe.xmp", None)
+        xmps = [xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp] if xmp else []
+    exif_fields: dict[str, str] = {}
     if exif:
         for tag, name in {**_EXIF_SOFTWARE_TAGS, **_EXIF_TEXT_TAGS}.items():
             value = exif.get(tag)
@@ -430,14 +495,20 @@ def _metadata_fields(
             comment = None
         if comment and comment.strip("\0 "):
             exif_fields["UserComment"] = comment.strip("\0 ")
-    return texts, exif_fields, xmps, notes
+    return texts, exif_fields, xmps
 
 
 def read_metadata(
     data: bytes | None, image: Image.Image | None = None
 ) -> tuple[list[Evidence], list[str]]:
-    """Generator metadata evidence from file bytes (or, lacking them, a PIL image's info)."""
-    texts, exif_fields, xmps, notes = _metadata_fields(data, image)
+    """Generator metadata evidence from file bytes (or, lacking them, a PIL image's info),
+    and notes on what could not be read."""
+    scan = _scan(data) if data is not None else None
+    return _metadata_evidence(scan, image), (scan.notes if scan is not None else [])
+
+
+def _metadata_evidence(scan: _Scan | None, image: Image.Image | None) -> list[Evidence]:
+    texts, exif_fields, xmps = _metadata_fields(scan, image)
     found: list[Evidence] = []
     for key, text in texts.items():
         known = _PNG_GENERATOR_KEYS.get(key.lower())
@@ -478,7 +549,7 @@ def read_metadata(
             )
     for xmp in xmps:
         found += _xmp_evidence(xmp)
-    return found, notes
+    return found
 
 
 def _xmp_evidence(xmp: str) -> list[Evidence]:
@@ -525,14 +596,19 @@ def watermark_block_bits(bgr: np.ndarray) -> np.ndarray:
     """One bit per 4x4 block of the U channel's Haar approximation, in the order
     `invisible-watermark`'s `EmbedMaxDct.decode` reads them (bit-exact; tested against it).
 
-    Vectorised: the library loops over blocks in Python (several times slower per message) and
-    needs `opencv-python`, which needs libGL; this needs only the headless OpenCV and PyWavelets."""
+    Vectorised: the library loops over blocks in Python, computes all four Haar subbands with
+    PyWavelets where only the approximation is read, and needs `opencv-python` (libGL). Here
+    the approximation is the same two products and sums per axis, in PyWavelets' order
+    (rows, then columns), so every coefficient is the same float (ties at `scale / 2` decide
+    bits, so the order matters)."""
     import cv2
-    import pywt
 
     rows, cols = bgr.shape[:2]
     yuv = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV)
-    ca1, _ = pywt.dwt2(yuv[: rows // 4 * 4, : cols // 4 * 4, 1], "haar")
+    u = yuv[: rows // 4 * 4, : cols // 4 * 4, 1].astype(np.float64)
+    h = _HAAR
+    half = u[0::2, :] * h + u[1::2, :] * h
+    ca1 = half[:, 0::2] * h + half[:, 1::2] * h
     b = _WM_BLOCK
     nr, nc = ca1.shape[0] // b, ca1.shape[1] // b
     blocks = ca1[: nr * b, : nc * b].reshape(nr, b, nc, b).swapaxes(1, 2).reshape(-1, b * b)
@@ -701,13 +777,14 @@ class ProvenanceChecker:
             result.notes.append(f"no file bytes ({type(source).__name__}): metadata not checked")
         if data is not None and len(data) == 0:
             return Provenance(error="empty file (0 bytes)")
-        if data is not None:
-            c2pa_evidence = read_c2pa(data, self.trust_anchors)
+        scan = _scan(data) if data is not None else None
+        if scan is not None:
+            c2pa_evidence = read_c2pa(data, self.trust_anchors, present=scan.has_c2pa)
             if c2pa_evidence is not None:
                 result.evidence.append(c2pa_evidence)
-        if data is not None or image is not None:
-            found, notes = read_metadata(data, image)
-            result.evidence += found
+        if scan is not None or image is not None:
+            result.evidence += _metadata_evidence(scan, image)
+            notes = scan.notes if scan is not None else []
             if NOT_AN_IMAGE in notes and not result.evidence:
                 return Provenance(error=NOT_AN_IMAGE)
             result.notes += notes
