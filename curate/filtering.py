@@ -261,11 +261,16 @@ def filter_synthetic(
             f"no {score_column!r} column in the dataset (columns: {dataset.column_names}); "
             "score it first (dataset.map(DeepfakeScorer(), batched=True))"
         )
-    outcomes = rule.decide_columns(dataset.data, score_column)
+    wanted = (score_column, "deepfake_error", *PROVENANCE_DECISION_COLUMNS)
+    # Through the dataset's indices mapping (a shuffled or selected dataset), not its raw table.
+    table = dataset.select_columns([c for c in wanted if c in dataset.column_names]).with_format(
+        "arrow"
+    )[:]
+    outcomes = rule.decide_columns(table, score_column)
     counts = FilterCounts()
     counts.add(outcomes)
-    if "deepfake_error" in dataset.column_names:
-        counts.errored = len(dataset) - dataset.data.column("deepfake_error").null_count
+    if "deepfake_error" in table.column_names:
+        counts.errored = table.num_rows - table.column("deepfake_error").null_count
     parts = {o: dataset.select(np.flatnonzero(outcomes == o)) for o in OUTCOMES}
     return FilterResult(
         kept=parts[KEEP],

@@ -159,6 +159,13 @@ def test_filter_synthetic_on_a_scored_dataset(scored_rows):
     dropped = filter_synthetic(ds, DecisionRule(threshold=threshold, unscored="drop"))
     assert len(dropped.removed) == c.remove + 2
 
+    # A shuffled dataset (an indices mapping over the same table) is decided row by row.
+    shuffled = ds.shuffle(seed=0)
+    split = filter_synthetic(shuffled, threshold=threshold)
+    assert all(p < threshold for p in split.kept["fake_prob"])
+    assert sorted(split.kept["idx"]) == sorted(result.kept["idx"])
+    assert sorted(split.unscored["idx"]) == sorted(result.unscored["idx"])
+
     with pytest.raises(ValueError, match="either rule"):
         filter_synthetic(ds, DecisionRule(), threshold=0.3)
     with pytest.raises(ValueError, match="no 'fake_prob' column"):
