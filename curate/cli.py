@@ -669,6 +669,10 @@ def eval_(
             raise UsageError(f"{out_dir} already holds a report (pass --overwrite to replace it)")
         src = resolve_source(source, image_column=image_column, split=split, limit=limit)
         resolve_dtype(dtype, resolve_device(device))
+        if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
+            raise UsageError(
+                f"--batch-size must be a positive integer or 'auto', got {batch_size!r}"
+            )
         scorer = DeepfakeScorer(
             model=model,
             revision=revision,
@@ -689,7 +693,8 @@ def eval_(
                 scorer=scorer,
                 label_map=lmap,
                 group_column=group_column,
-                batch_size=max(batch_size, 64),
+                # Rows read per scorer call; the scorer splits them into forward batches.
+                batch_size=256 if batch_size == "auto" else max(int(batch_size), 64),
                 rescore=rescore,
                 progress=lambda n: bar.advance(task, n),
             )
@@ -710,6 +715,11 @@ def eval_(
         )
         report = ev.evaluate_sample(sample, options)
         report.source = source
+        if calibration and sample.calibration != scorer.calibration:
+            report.notes.append(
+                "--calibration was not applied: the scores were read from the source "
+                "(pass --rescore to score again with it)"
+            )
         if robustness and report.chosen.threshold is not None:
             idx = ev.probe_indices(sample.y, probe_limit, seed)
             images = ev.gather_images(src, sample.rows[idx])
