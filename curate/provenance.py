@@ -720,6 +720,14 @@ class ProvenanceChecker:
     def __post_init__(self) -> None:
         object.__setattr__(self, "watermark", bool(self.watermark))
         object.__setattr__(self, "trust_anchors", _load_trust_anchors(self.trust_anchors))
+        if self.watermark:
+            try:
+                import cv2  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "the watermark check needs OpenCV: pip install 'curate[provenance]' "
+                    "(opencv-python-headless)"
+                ) from None
         fa = self.watermark_false_alarm
         if isinstance(fa, bool) or not isinstance(fa, (int, float)) or not 0.0 < fa < 1.0:
             raise ValueError(f"watermark_false_alarm must be a probability in (0, 1), got {fa!r}")

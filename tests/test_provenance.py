@@ -215,6 +215,15 @@ def artefacts(tmp_path_factory, photo_paths, chain) -> dict[str, Path]:
     files["xmp_ai.jpg"] = _encode(
         base, "JPEG", quality=92, xmp=_xmp("trainedAlgorithmicMedia", "Midjourney v6")
     )
+    exif = Image.Exif()
+    exif[0x0131] = "Stable Diffusion XL"
+    files["exif_software.png"] = _encode(base, "PNG", exif=exif.tobytes())
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(
+        "XML:com.adobe.xmp", _xmp("compositeWithTrainedAlgorithmicMedia").decode(), zip=True
+    )
+    files["xmp_composite.png"] = _encode(base, "PNG", pnginfo=info)
+    files["xmp_ai.webp"] = _encode(base, "WEBP", quality=90, xmp=_xmp("trainedAlgorithmicMedia"))
     camera = Image.Exif()
     camera[0x010F], camera[0x0110], camera[0x0131] = "Canon", "Canon EOS R5", "Firmware 1.8.1"
     files["camera_exif.jpg"] = _encode(base, "JPEG", quality=92, exif=camera.tobytes())
@@ -257,6 +266,13 @@ EXPECTED = {
     "a1111_exif.jpg": (True, False, ["EXIF UserComment holds generation parameters"]),
     "firefly_software.jpg": (True, False, ["EXIF Software names a generator (Adobe Firefly)"]),
     "xmp_ai.jpg": (True, False, ["XMP DigitalSourceType trainedAlgorithmicMedia", "Midjourney"]),
+    "exif_software.png": (True, False, ["EXIF Software names a generator (Stable Diffusion"]),
+    "xmp_composite.png": (
+        True,
+        False,
+        ["XMP DigitalSourceType compositeWithTrainedAlgorithmicMedia"],
+    ),
+    "xmp_ai.webp": (True, False, ["XMP DigitalSourceType trainedAlgorithmicMedia"]),
     "camera_exif.jpg": (None, False, [NONE_FOUND]),
     "stripped_c2pa_ai.jpg": (None, False, [NONE_FOUND]),
     "stripped_a1111.png": (None, False, [NONE_FOUND]),
