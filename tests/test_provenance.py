@@ -694,7 +694,9 @@ def _fiftyone():
     return fo
 
 
-def test_fiftyone_operator_writes_provenance_fields_and_rule_agrees(tiny_checkpoint, artefacts):
+def test_fiftyone_operator_writes_provenance_fields_and_rule_agrees(
+    tiny_checkpoint, artefacts, tmp_path
+):
     """The detect operator, asked for provenance, writes the evidence fields the checker gives;
     the provenance-aware rule's views select exactly what `DecisionRule.decide` says, and the
     apply operator tags the strong-evidence samples that the score alone keeps."""
@@ -733,5 +735,15 @@ def test_fiftyone_operator_writes_provenance_fields_and_rule_agrees(tiny_checkpo
         act(ds, threshold=1.0, unscored="keep", remove_strong_evidence=True)
         tagged = sorted(Path(s.filepath).name for s in ds.match_tags(cfo.REMOVE_TAG))
         assert tagged == ["c2pa_ai.jpg", "wm_sdxl.png"]
+
+        import pyarrow.parquet as pq
+
+        out = tmp_path / "kept.parquet"
+        rule = DecisionRule(1.0, unscored="keep", remove_strong_evidence=True)
+        assert cfo.export_parquet(ds, out, rule=rule, outcomes=("keep",)) == len(names) - 2
+        table = pq.read_table(out)
+        assert set(PROVENANCE_COLUMNS) <= set(table.column_names)
+        assert not any(table.column("provenance_strong").to_pylist())
+        assert set(table.column("decision").to_pylist()) == {"keep"}
     finally:
         ds.delete()
