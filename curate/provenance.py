@@ -87,8 +87,9 @@ _PNG_GENERATOR_KEYS: dict[str, tuple[str, Any]] = {
 }
 # Fields that name the software that made a file, and generator names to look for in them.
 _GENERATOR_NAMES = re.compile(
-    r"stable[ -]?diffusion|\bsdxl\b|novelai|midjourney|dall[-·\s]?e|adobe firefly|"
-    r"\bimagen\b|\bgemini\b|ideogram|leonardo\.?ai|\bflux(\.\d)?\b|comfyui|invokeai|fooocus|"
+    r"stable[ -]?diffusion|\bsdxl\b|novelai|midjourney|\bdall[-·\s]?e\b|adobe firefly|"
+    r"google imagen|\bimagen ?\d|google gemini|ideogram|leonardo\.?ai|\bflux(\.\d)?\b|"
+    r"comfyui|invokeai|fooocus|"
     r"automatic1111|stable-diffusion-webui|diffusionbee|draw things|craiyon|"
     r"bing image creator|microsoft designer|gpt-4o|chatgpt|playground ?ai|kandinsky|"
     r"dreamstudio|nightcafe|runway ?ml|recraft|seedream|hunyuan|made with google ai|"

@@ -747,3 +747,21 @@ def test_fiftyone_operator_writes_provenance_fields_and_rule_agrees(
         assert set(table.column("decision").to_pylist()) == {"keep"}
     finally:
         ds.delete()
+
+
+def test_software_fields_name_generators_not_ordinary_tools():
+    """EXIF Software / Artist naming a generator is reported; ordinary cameras and editors,
+    and names that merely contain a generator's letters, are not."""
+    img = Image.new("RGB", (32, 32), (90, 120, 150))
+
+    def says(tag: int, value: str) -> bool | None:
+        exif = Image.Exif()
+        exif[tag] = value
+        return ProvenanceChecker().check(_encode(img, "JPEG", exif=exif.tobytes())).synthetic
+
+    for value in ("DALL·E 3", "Midjourney v6", "FLUX.1 [dev]", "ComfyUI", "Imagen 3"):
+        assert says(0x0131, value) is True, value
+    for value in ("Adobe Photoshop 25.0 (Macintosh)", "GIMP 2.10.36", "HDR+ 1.0.641377693z"):
+        assert says(0x0131, value) is None, value
+    assert says(0x013B, "Kendall Edwards") is None
+    assert says(0x013B, "Stable Diffusion") is True
