@@ -100,7 +100,7 @@ class _RateColumn(ProgressColumn):
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
         if not speed and task.elapsed:  # too few updates for rich's windowed estimate
-            speed = (task.completed - task.fields.get("start", 0)) / task.elapsed
+            speed = (task.completed - task.fields.get("resumed", 0)) / task.elapsed
         return Text(f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
 
 
@@ -318,9 +318,17 @@ def score(
         started = time.perf_counter()
         with _progress("img") as bar:
             task = bar.add_task(
-                "Scoring", total=src.num_rows, completed=run.resumed_rows, start=run.resumed_rows
+                "Scoring", total=src.num_rows, completed=run.resumed_rows, resumed=run.resumed_rows
             )
-            rows = run.run(progress=lambda n: bar.advance(task, n))
+            try:
+                rows = run.run(progress=lambda n: bar.advance(task, n))
+            except KeyboardInterrupt:
+                bar.stop()
+                stderr.print(
+                    f"Interrupted: finished chunks are kept in {work_dir_for(output)}; run the "
+                    "same command again to resume."
+                )
+                raise typer.Exit(130) from None
         seconds = time.perf_counter() - started
         if src.kind == "image":
             import pyarrow.parquet as pq

@@ -394,6 +394,40 @@ class ResumeMismatchError(ValueError):
     """The working folder holds an unfinished run made with different arguments."""
 
 
+class RunInProgressError(ValueError):
+    """Another process is scoring into the same output right now."""
+
+
+class _WorkLock:
+    """An exclusive lock on a scoring run's working folder, so two runs never share chunks.
+
+    The kernel drops it when the process dies (even on `kill -9`); the file is removed on
+    release."""
+
+    def __init__(self, path: str, output: str) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, as before
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise RunInProgressError(
+                f"another `curate score` is writing {output} right now (lock: {path})"
+            ) from None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            os.close(self._fd)
+            self._fd = None
+
+
 def work_dir_for(output: str | os.PathLike) -> str:
     """Where a scoring run into `output` keeps its finished chunks until the file is whole."""
     return os.fspath(output) + ".work"
@@ -535,6 +569,15 @@ class ScoringRun:
     def run(self, progress: Any = None) -> int:
         """Score what is left, then assemble the output. `progress(rows)` is called after each
         batch. Returns the number of rows in the output."""
+
+        lock = _WorkLock(self.work + ".lock", self.output)
+        try:
+            self.done_chunks = self._inspect_work_dir()  # again, now that no one else can write
+            return self._run(progress)
+        finally:
+            lock.release()
+
+    def _run(self, progress: Any) -> int:
         from concurrent.futures import ThreadPoolExecutor
 
         self._prepare_work_dir()

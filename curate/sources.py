@@ -77,8 +77,16 @@ def _read_file_struct(path: str, name: str) -> dict[str, Any]:
 def list_images(folder: str) -> list[str]:
     """Image files under `folder`, recursive, hidden entries skipped, sorted by relative path."""
     found = []
+    seen = {os.path.realpath(folder)}
     for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        kept = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, d))
+            # Symlinked folders are followed once: a link back up the tree is not a loop.
+            if not d.startswith(".") and real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirs[:] = kept
         for name in files:
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
                 found.append(os.path.relpath(os.path.join(root, name), folder))

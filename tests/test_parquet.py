@@ -16,7 +16,9 @@ from curate.parquet import (
     IMAGE_TYPE,
     ParquetExportError,
     ResumeMismatchError,
+    RunInProgressError,
     ScoringRun,
+    _WorkLock,
     read_metadata,
     scoring_metadata,
     work_dir_for,
@@ -327,3 +329,15 @@ def test_scoring_run_refuses_an_existing_output(tmp_path, many_images, tiny_chec
         ScoringRun(resolve_source(many_images), scorer, out)
     assert out.read_bytes() == b"keep me"
     assert not Path(work_dir_for(out)).exists()
+
+
+def test_two_runs_never_share_a_working_folder(tmp_path, many_images, tiny_checkpoint):
+    out = tmp_path / "out.parquet"
+    held = _WorkLock(work_dir_for(out) + ".lock", str(out))  # another process's run, in effect
+    scorer = DeepfakeScorer(model=tiny_checkpoint)
+    with pytest.raises(RunInProgressError, match="another `curate score` is writing"):
+        ScoringRun(resolve_source(many_images), scorer, out).run()
+    assert not out.exists()
+    held.release()
+    assert ScoringRun(resolve_source(many_images), scorer, out).run() == 19
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "out.parquet"]

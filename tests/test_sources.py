@@ -47,6 +47,16 @@ def test_folder_is_recursive_sorted_and_filtered(folder):
     assert [r["img"]["path"] for r in _rows(limited, batch_size=2)] == names[:3]
 
 
+def test_symlinked_folders_are_followed_once(folder):
+    (folder / "a" / "loop").symlink_to(folder, target_is_directory=True)
+    (folder.parent / "outside").mkdir()
+    Image.new("RGB", (5, 5)).save(folder.parent / "outside" / "o.png")
+    (folder / "linked").symlink_to(folder.parent / "outside", target_is_directory=True)
+    names = [p.replace("\\", "/") for p in list_images(folder)]
+    assert "linked/o.png" in names and len(names) == 9
+    assert not any("loop" in n for n in names)
+
+
 def test_single_image(folder):
     source = resolve_source(folder / "b.jpg")
     assert (source.kind, source.num_rows) == ("image", 1)
