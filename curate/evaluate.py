@@ -320,6 +320,39 @@ def bootstrap_ci(
     }
 
 
+def threshold_ci(
+    y: Any,
+    p: Any,
+    threshold: float,
+    *,
+    prevalence: float | None = None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Stratified-bootstrap intervals of a threshold's recall, FPR and precision (at
+    `prevalence`). With class counts fixed, a resample's removed Fakes are exactly
+    Binomial(n_fake, recall), so the resamples are drawn directly."""
+    y, p = _as_arrays(y, p)
+    n_fake = int(y.sum())
+    n_real = len(y) - n_fake
+    if n_boot < 1 or not n_fake or not n_real:
+        return {}
+    r = removed(p, threshold)
+    rng = np.random.default_rng(seed)
+    tpr = rng.binomial(n_fake, r[y == 1].mean(), n_boot) / n_fake
+    fpr = rng.binomial(n_real, r[y == 0].mean(), n_boot) / n_real
+    prev = n_fake / len(y) if prevalence is None else float(prevalence)
+    denom = prev * tpr + (1 - prev) * fpr
+    prec = np.divide(prev * tpr, denom, out=np.zeros_like(denom), where=denom > 0)
+    alpha = (1.0 - confidence) / 2.0
+    q = lambda v: (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha)))  # noqa: E731
+    out = {"recall": q(tpr), "fpr": q(fpr)}
+    if (denom > 0).all():
+        out["precision"] = q(prec)
+    return out
+
+
 # -- calibration ----------------------------------------------------------------------------------
 def gap_from_prob(p: Any, calibration: Calibration | None = None) -> np.ndarray:
     """The raw logit gap behind stored `fake_prob` values (undoing `calibration` if they were
@@ -1112,6 +1145,8 @@ class EvalReport:
     review: ReviewBand | None
     groups: list[dict[str, Any]]
     scored_with: Calibration | None = None
+    chosen_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    hardest: list[dict[str, Any]] = field(default_factory=list)
     robustness: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -1124,6 +1159,7 @@ class EvalReport:
         d = asdict(self)
         d["calibration"] = self.calibration.to_dict() if self.calibration else None
         d["ci"] = {k: list(v) for k, v in self.ci.items()}
+        d["chosen_ci"] = {k: list(v) for k, v in self.chosen_ci.items()}
         d["threshold_scale"] = "calibrated" if self.calibrated else "as scored"
         for t in [d["chosen"], *d["thresholds"]]:
             t["threshold_uncalibrated"] = self.uncalibrated(t["threshold"])
@@ -1231,8 +1267,91 @@ def evaluate_sample(sample: LabelledSample, options: EvalOptions | None = None) 
         chosen=chosen,
         review=band,
         groups=group_breakdown(sample.groups, y, p_use, chosen.threshold),
+        chosen_ci=threshold_ci(
+            y, p_use, chosen.threshold, prevalence=o.prevalence, n_boot=o.n_boot, seed=o.seed
+        )
+        if chosen.threshold is not None
+        else {},
+        hardest=hardest_mistakes(
+            sample, p_use, o.threshold if chosen.threshold is None else chosen.threshold
+        ),
         scored_with=sample.calibration,
         notes=notes,
+    )
+
+
+def hardest_mistakes(
+    sample: LabelledSample, p: np.ndarray, threshold: float = 0.5, k: int = 10
+) -> list[dict[str, Any]]:
+    """Up to `k` Real images the threshold removes, scored most Fake first, and up to `k`
+    Fake images it keeps, scored most Real first: where label noise and the detector's blind
+    spots show first."""
+    out = []
+    r = removed(p, threshold)
+    for cls, name, order, wrong in ((0, REAL, -p, r), (1, FAKE, p, ~r)):
+        idx = np.flatnonzero((sample.y == cls) & wrong)
+        for i in idx[np.argsort(order[idx], kind="stable")][:k]:
+            out.append(
+                {
+                    "label": name,
+                    "fake_prob": float(p[i]),
+                    "image": sample.names[i],
+                    "row": int(sample.rows[i]),
+                    "group": sample.groups[i],
+                }
+            )
+    return out
+
+
+def sample_from_columns(
+    labels: Sequence[Any],
+    fake_prob: Sequence[float | None],
+    *,
+    fake_logit: Sequence[float | None] | None = None,
+    real_logit: Sequence[float | None] | None = None,
+    label_map: Mapping[str, str] | None = None,
+    names: Sequence[str | None] | None = None,
+    groups: Sequence[str | None] | None = None,
+    model: str | None = None,
+    calibration: Calibration | None = None,
+) -> LabelledSample:
+    """A `LabelledSample` from columns already in hand (say, a `datasets.Dataset` after
+    `ds.map(scorer)`): rows without a label or a score are counted and left out."""
+    n = len(labels)
+    if len(fake_prob) != n:
+        raise ValueError(f"{n} labels but {len(fake_prob)} scores")
+    keep = [
+        i
+        for i in range(n)
+        if labels[i] not in (None, "")
+        and fake_prob[i] is not None
+        and not (isinstance(fake_prob[i], float) and math.isnan(fake_prob[i]))
+    ]
+    kept = set(keep)
+    unlabelled = sum(1 for v in labels if v in (None, ""))
+    y, _ = encode_labels([labels[i] for i in keep], label_map)
+    p = np.asarray([fake_prob[i] for i in keep], dtype=np.float64)
+    if fake_logit is not None and real_logit is not None:
+        gap = np.asarray([fake_logit[i] - real_logit[i] for i in keep], dtype=np.float64)
+    else:
+        gap = gap_from_prob(p, calibration)
+    return LabelledSample(
+        y=y,
+        p=p,
+        gap=gap,
+        rows=np.asarray(keep, dtype=np.int64),
+        names=[names[i] for i in keep] if names is not None else [None] * len(keep),
+        groups=[groups[i] for i in keep] if groups is not None else [None] * len(keep),
+        n_rows=n,
+        n_unlabelled=unlabelled,
+        errors=[
+            {"row": i, "image": names[i] if names is not None else None, "error": "no score"}
+            for i in range(n)
+            if labels[i] not in (None, "") and i not in kept
+        ],
+        gap_from_logits=fake_logit is not None and real_logit is not None,
+        model=model,
+        calibration=calibration,
     )
 
 
@@ -1350,6 +1469,16 @@ def filter_args(report: EvalReport) -> str:
     return args
 
 
+def _chosen_ci_text(report: EvalReport) -> str:
+    c, ci = report.chosen, report.chosen_ci
+    parts = []
+    for key, value in (("precision", c.precision), ("recall", c.recall), ("FPR", c.fpr)):
+        lo_hi = ci.get(key.lower())
+        rng = f" ({lo_hi[0]:.4f}-{lo_hi[1]:.4f})" if lo_hi else ""
+        parts.append(f"{key} {_f(value)}{rng}")
+    return ", ".join(parts) + " (95 % bootstrap intervals)"
+
+
 def console_summary(report: EvalReport) -> str:
     """What `curate eval` prints: the card-style table, the headline figures, the thresholds."""
     m = report.metrics
@@ -1375,6 +1504,8 @@ def console_summary(report: EvalReport) -> str:
     ]
     for r in [THRESHOLD_HEADER, *_threshold_rows(report)]:
         out.append("  " + "  ".join(x.rjust(w) for x, w in zip(r, widths, strict=True)))
+    if report.chosen_ci:
+        out.append(f"Chosen threshold {_thr(report.chosen.threshold)}: {_chosen_ci_text(report)}")
     if report.review:
         b = report.review
         out.append(
@@ -1477,6 +1608,8 @@ def render_markdown(report: EvalReport, calibration_file: str | None = None) -> 
         _md_table(THRESHOLD_HEADER, _threshold_rows(report)),
         "",
     ]
+    if report.chosen_ci:
+        lines += [f"At the chosen threshold: {_chosen_ci_text(report)}.", ""]
     if report.review:
         b = report.review
         e = b.expected
@@ -1538,6 +1671,28 @@ def render_markdown(report: EvalReport, calibration_file: str | None = None) -> 
                         _f(r["fpr"]),
                     ]
                     for r in report.robustness
+                ],
+            ),
+            "",
+        ]
+    if report.hardest:
+        lines += [
+            "## Most confident mistakes",
+            "",
+            f"At threshold {_thr(report.chosen.threshold)}: Real images removed, scored most "
+            "Fake first, and Fake images kept, scored most Real first. Check them for label "
+            "errors and for what the detector misses.",
+            "",
+            _md_table(
+                ["label", scale, "image", "group"],
+                [
+                    [
+                        h["label"],
+                        _f(h["fake_prob"]),
+                        f"`{h['image']}`" if h["image"] else h["row"],
+                        h["group"] or "",
+                    ]
+                    for h in report.hardest
                 ],
             ),
             "",

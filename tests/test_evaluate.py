@@ -561,3 +561,37 @@ def test_collect_reads_classlabel_names(tiny_checkpoint, photo_paths, tmp_path):
     assert s.y.tolist() == labels  # id 1 is "fake"
     with pytest.raises(ev.EvaluationError, match="no labelled, scored images among 0 rows"):
         ev.evaluate_sample(ev.LabelledSample(*(np.zeros(0),) * 4, names=[], groups=[]))
+
+
+def test_threshold_ci_matches_a_resampling_bootstrap():
+    y, _, p = synthetic(3000, seed=50)
+    t = 0.8
+    fast = ev.threshold_ci(y, p, t, n_boot=4000, seed=1)
+    rng = np.random.default_rng(2)
+    fakes, reals = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    rec, prec = [], []
+    for _ in range(1000):
+        f = rng.choice(fakes, len(fakes))
+        r = rng.choice(reals, len(reals))
+        tp, fp = (p[f] >= t).sum(), (p[r] >= t).sum()
+        rec.append(tp / len(f))
+        prec.append(tp / (tp + fp))
+    for key, draws in (("recall", rec), ("precision", prec)):
+        lo, hi = np.quantile(draws, [0.025, 0.975])
+        assert fast[key][0] == pytest.approx(lo, abs=0.006)
+        assert fast[key][1] == pytest.approx(hi, abs=0.006)
+    assert ev.threshold_ci(np.ones(5), np.linspace(0, 1, 5), 0.5) == {}
+
+
+def test_sample_from_columns_and_hardest_mistakes():
+    labels = ["fake", "real", None, "real", "fake", "fake"]
+    probs = [0.9, 0.8, 0.5, 0.1, None, 0.05]
+    s = ev.sample_from_columns(labels, probs, names=[f"{i}.jpg" for i in range(6)])
+    assert s.y.tolist() == [1, 0, 0, 1] and s.rows.tolist() == [0, 1, 3, 5]
+    assert s.n_unlabelled == 1 and [e["row"] for e in s.errors] == [4]
+    np.testing.assert_allclose(ev.apply_calibration(None, s.gap), s.p, atol=1e-6)
+    hard = ev.hardest_mistakes(s, s.p, 0.5, k=1)
+    assert [(h["label"], h["image"]) for h in hard] == [("Real", "1.jpg"), ("Fake", "5.jpg")]
+    # Only mistakes: at 0.85 the Real at 0.8 is kept (right); the Fakes at 0.05 are wrong.
+    hard = ev.hardest_mistakes(s, s.p, 0.85)
+    assert [(h["label"], h["image"]) for h in hard] == [("Fake", "5.jpg")]
