@@ -291,7 +291,7 @@ def filter_parquet(
     unscored: str | os.PathLike | None = None,
     overwrite: bool = False,
     score_column: str = "fake_prob",
-    batch_size: int = 256,
+    batch_size: int = 100,
     progress: Any = None,
 ) -> FilterCounts:
     """Stream scored Parquet file(s) into one file per outcome.

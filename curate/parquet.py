@@ -653,7 +653,9 @@ class ScoringRun:
             self.output, schema, overwrite=True, row_group_size=self.row_group_size
         ) as writer:
             for i in range(chunks):
-                for rb in pq.ParquetFile(_chunk_path(self.work, i)).iter_batches(batch_size=256):
+                for rb in pq.ParquetFile(_chunk_path(self.work, i)).iter_batches(
+                    batch_size=DEFAULT_ROW_GROUP_SIZE
+                ):
                     writer.write(rb)
         expected = self.source.num_rows
         if expected is not None and writer.rows != expected:
