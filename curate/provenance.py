@@ -87,7 +87,7 @@ _PNG_GENERATOR_KEYS: dict[str, tuple[str, Any]] = {
 }
 # Fields that name the software that made a file, and generator names to look for in them.
 _GENERATOR_NAMES = re.compile(
-    r"stable[ -]?diffusion|\bsdxl\b|novelai|midjourney|\bdall[-·\s]?e\b|adobe firefly|"
+    r"stable[ -]?diffusion|\bsdxl\b|novelai|midjourney|\bdall.{0,2}e\b|adobe firefly|"
     r"google imagen|\bimagen ?\d|google gemini|ideogram|leonardo\.?ai|\bflux(\.\d)?\b|"
     r"comfyui|invokeai|fooocus|"
     r"automatic1111|stable-diffusion-webui|diffusionbee|draw things|craiyon|"
