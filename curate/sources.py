@@ -272,7 +272,19 @@ def _pick_split(splits: list[str], split: str | None, where: str) -> str:
 def _image_features(features) -> list[str]:
     from datasets import Image
 
-    return [n for n, f in (features or {}).items() if isinstance(f, Image)]
+    def image_like(f) -> bool:  # an Image feature, or the same struct without the metadata
+        return isinstance(f, Image) or (isinstance(f, dict) and set(f) == {"bytes", "path"})
+
+    return [n for n, f in (features or {}).items() if image_like(f)]
+
+
+def _as_image_feature(features, column: str):
+    from datasets import Features, Image
+
+    features = Features(features.copy())
+    if not isinstance(features[column], Image):
+        features[column] = Image()
+    return features
 
 
 def _disk_source(
@@ -290,7 +302,7 @@ def _disk_source(
     elif split is not None and ds.split is not None and split != str(ds.split):
         raise SourceError(f"{source!r} holds one split ({ds.split}), not {split!r}")
     column = _pick_image_column(ds.column_names, _image_features(ds.features), image_column, source)
-    features = ds.features.copy()
+    features = _as_image_feature(ds.features, column)
     ds = _undecoded(ds, column)
     total = _limited(len(ds), limit)
 
@@ -340,6 +352,7 @@ def _hub_source(
         raise SourceError(f"the Hub dataset {source!r} does not declare its columns")
     column = _pick_image_column(columns, _image_features(features), image_column, source)
     ds = _undecoded(ds, column)
+    features = _as_image_feature(features, column)
     num_rows = None
     info_splits = getattr(ds.info, "splits", None) or {}
     if split in info_splits and info_splits[split].num_examples:

@@ -147,3 +147,20 @@ def test_missing_and_empty_sources(tmp_path):
     # Offline (the tests set HF_HUB_OFFLINE=1), a Hub name is a clear error, not a traceback.
     with pytest.raises(SourceError, match="Hugging Face Hub dataset failed"):
         resolve_source("someone/some-dataset", split="train")
+
+
+def test_streamed_dataset_path(tmp_path):
+    """The Hub path (streaming `load_dataset`, skip/take for resuming), run on a local folder in
+    the Hub's repository layout since the tests cannot reach the Hub."""
+    from curate.sources import _hub_source
+
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    (path,) = _parquet_files(tmp_path, rows_per_file=(5,))
+    path.rename(tmp_path / "repo" / "data" / "train-00000-of-00001.parquet")
+    source = _hub_source(str(tmp_path / "repo"), None, "train", None, None, None)
+    assert (source.kind, source.image_column) == ("hub", "picture")
+    assert [r["id"] for r in _rows(source, 2, start=2)] == [2, 3, 4]
+    assert _rows(source)[0]["picture"]["bytes"] == (tmp_path / "blob.png").read_bytes()
+    limited = _hub_source(str(tmp_path / "repo"), None, "train", 3, None, None)
+    assert limited.num_rows == 3
+    assert [r["id"] for r in _rows(limited, 2, start=1)] == [1, 2]
