@@ -315,7 +315,7 @@ def _c2pa_evidence(store: dict) -> Evidence:
         trust = ", signer not on the trust list"
     elif state == "Invalid":
         failed = [c for c in codes if c != "signingCredential.untrusted"]
-        trust = f": {', '.join(failed[:3])}" if failed else ""
+        trust = f" ({', '.join(failed[:3])})" if failed else ""
     types = sorted(set(all_types))
     if says == "synthetic":
         verdict = f"declares AI/synthetic generation ({', '.join(t for t in types if t in SYNTHETIC_SOURCE_TYPES)})"
