@@ -479,7 +479,10 @@ def filter_(
         stdout.print(
             f"Filtered {counts.total} rows (threshold {rule.threshold:g}"
             + (f", review band {band[0]:g}-{band[1]:g}" if band else "")
-            + f", unscored: {rule.unscored})"
+            + f", unscored: {rule.unscored}"
+            + (", strong provenance evidence removes" if rule.remove_strong_evidence else "")
+            + (", evidence/score conflicts reviewed" if rule.review_conflicts else "")
+            + ")"
         )
         table = Table()
         table.add_column("outcome")
