@@ -1916,6 +1916,15 @@ def summarize_scores(
     )
 
 
+def _same_calibration(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    if not a or not b:
+        return not a and not b
+    return all(
+        math.isclose(float(a.get(k, 0.0)), float(b.get(k, 0.0)), rel_tol=1e-9, abs_tol=1e-12)
+        for k in ("slope", "intercept")
+    )
+
+
 def rule_from_eval(
     report_json: str, scored_calibration: Mapping[str, Any] | None
 ) -> tuple[float, tuple[float, float] | None, list[str]]:
@@ -1934,18 +1943,30 @@ def rule_from_eval(
     band = data.get("review")
     notes: list[str] = []
     fitted = (data.get("calibration") or {}).get("calibration")
-    use_raw = False
-    if fitted is not None:
-        same = scored_calibration is not None and all(
-            math.isclose(float(scored_calibration.get(k, 0.0)), float(fitted[k]), rel_tol=1e-9)
-            for k in ("slope", "intercept")
-        )
-        if not same:
-            use_raw = True
+    sample_scale = data.get("scored_with")  # the calibration the eval's sample was scored with
+    if fitted is not None and _same_calibration(scored_calibration, fitted):
+        use_raw = False
+    elif _same_calibration(scored_calibration, sample_scale):
+        use_raw = fitted is not None
+        if use_raw:
             notes.append(
                 "the eval chose its threshold on calibrated scores and this file was scored "
                 "without that calibration: using the equivalent threshold on its scale"
             )
+    else:
+
+        def describe(c: Mapping[str, Any] | None) -> str:
+            return (
+                "no calibration"
+                if not c
+                else f"slope {c['slope']:.6g}, intercept {c['intercept']:.6g}"
+            )
+
+        expected = describe(fitted) + (f" or {describe(sample_scale)}" if fitted else "")
+        raise ValueError(
+            f"this file was scored with {describe(scored_calibration)} but the eval's thresholds "
+            f"apply to scores made with {expected}; score it again with the matching --calibration"
+        )
     key = "threshold_uncalibrated" if use_raw else "threshold"
     t = float(chosen[key])
     rb = None

@@ -539,6 +539,9 @@ def test_report_rule_from_eval_on_either_scale(tmp_path):
     assert counts["unscored"] == 1
     assert counts["remove"] == pytest.approx(report.review.expected.removed, abs=2)
     assert counts["review"] == pytest.approx(report.review.expected.review, abs=2)
+    other = Calibration(slope=2.0, intercept=0.0).to_dict()
+    with pytest.raises(ValueError, match="scored with slope 2, intercept 0 but the eval"):
+        ev.rule_from_eval(str(tmp_path / "report.json"), other)
     with pytest.raises(ValueError, match="cannot read an eval report"):
         ev.rule_from_eval(str(tmp_path / "calibration.json"), None)
 
