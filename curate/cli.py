@@ -735,10 +735,25 @@ def eval_(
             idx = ev.probe_indices(sample.y, probe_limit, seed)
             images = ev.gather_images(src, sample.rows[idx])
             fitted = report.calibration.calibration if report.calibration else None
+            probe_scorer = scorer
+            if (model is None and sample.model and sample.model != scorer.model) or (
+                sample.calibration != scorer.calibration
+            ):
+                # Stored scores: re-score with the model and calibration that made them.
+                probe_scorer = DeepfakeScorer(
+                    model=sample.model if model is None and sample.model else scorer.model,
+                    revision=revision,
+                    device=device,
+                    dtype=dtype,
+                    batch_size=scorer.batch_size,
+                    image_column=src.image_column,
+                    calibration=sample.calibration,
+                    with_logits=True,
+                )
             with _progress("img") as bar:
                 task = bar.add_task(f"Robustness ({len(perturbations)} variants)", total=len(idx))
                 report.robustness = ev.robustness_probe(
-                    scorer,
+                    probe_scorer,
                     images,
                     sample.y[idx],
                     report.chosen.threshold,

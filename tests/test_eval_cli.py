@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from curate.calibration import Calibration
-from curate.parquet import read_metadata, write_parquet
+from curate.parquet import read_metadata, scoring_metadata, write_parquet
 
 EVAL_FILES = {
     "report.md",
@@ -163,10 +163,11 @@ def test_eval_of_a_scored_parquet_with_numeric_labels(tiny_checkpoint, labelled,
 
     src = resolve_source(labelled)
     batch = next(src.batches(100))
-    batch.update(DeepfakeScorer(tiny_checkpoint, with_logits=True).score_images(batch["image"]))
+    scorer = DeepfakeScorer(tiny_checkpoint, with_logits=True)
+    batch.update(scorer.score_images(batch["image"]))
     batch["is_fake"] = [int(im["path"].startswith("fake/")) for im in batch["image"]]
     path = tmp_path / "scored.parquet"
-    write_parquet([batch], path)
+    write_parquet([batch], path, metadata=scoring_metadata(scorer))
 
     proc = curate("eval", path, "--label-column", "is_fake", "--out-dir", tmp_path / "a")
     assert proc.returncode == 2
@@ -175,13 +176,20 @@ def test_eval_of_a_scored_parquet_with_numeric_labels(tiny_checkpoint, labelled,
     out = tmp_path / "b"
     proc = curate(
         "eval", path, "--label-column", "is_fake", "--label-map", "1=Fake,0=Real",
-        "--out-dir", out, "--bootstrap", "20", "--max-fpr", "0.2", "--model", "/nonexistent",
+        "--out-dir", out, "--bootstrap", "20", "--max-fpr", "0.2",
+        "--robustness", "--perturb", "jpeg:50", "--probe-limit", "4",
     )  # fmt: skip
-    # Scores come from the file: the model is never loaded.
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["counts"]["fake"] == sum(batch["is_fake"])
+    assert report["model"] == tiny_checkpoint  # from the file's metadata
     assert report["chosen"]["criterion"] == "max_fpr" and report["chosen"]["fpr"] <= 0.2
+    # Scores come from the file; the probe re-scores with the model that made them.
+    stored = pq.read_table(out / "scores.parquet").column("fake_prob").to_pylist()
+    ok = [p for p in batch["fake_prob"] if p is not None]
+    np.testing.assert_allclose(sorted(stored), sorted(ok), rtol=1e-6)
+    original = report["robustness"][0]
+    assert original["perturbation"] == "original" and original["n"] == 4
 
 
 def test_single_class_sample_reports_instead_of_nan(tiny_checkpoint, labelled, tmp_path):
