@@ -323,6 +323,9 @@ def _c2pa_evidence(store: dict) -> Evidence:
         verdict = f"declares capture ({', '.join(t for t in types if t in CAPTURE_SOURCE_TYPES)})"
     else:
         verdict = "no AI or capture source type declared"
+    active_types = (per_manifest.get(active_label) or {}).get("digital_source_types") or []
+    if says is not None and _says(active_types) != says:
+        verdict += " in an ingredient's manifest"  # e.g. an edit of a generated image
     summary = f"C2PA {state}{trust}: {verdict}"
     if agents:
         summary += f", by {', '.join(repr(a) for a in agents[:3])}"

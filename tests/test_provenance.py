@@ -102,8 +102,37 @@ def _cert_chain() -> tuple[bytes, bytes, str]:
     return chain, key_pem, ca.public_bytes(pem).decode()
 
 
+def _signer(chain: bytes, key: bytes):
+    return c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, key, None))
+
+
+def _sign_edit(parent: bytes, edited: bytes, chain: bytes, key: bytes) -> bytes:
+    """An edit (opened + edited, no source type of its own) of a signed parent ingredient."""
+    manifest = {
+        "claim_generator_info": [{"name": "curate-tests-editor", "version": "1.0"}],
+        "title": "edited",
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}},
+                        {"action": "c2pa.edited"},
+                    ]
+                },
+            }
+        ],
+    }
+    ingredient = {"title": "parent", "relationship": "parentOf", "label": "parent"}
+    out = io.BytesIO()
+    with c2pa.Builder(manifest) as builder:
+        builder.add_ingredient(ingredient, "image/jpeg", io.BytesIO(parent))
+        builder.sign(_signer(chain, key), "image/jpeg", io.BytesIO(edited), out)
+    return out.getvalue()
+
+
 def _sign(data: bytes, mime: str, source_type: str, chain: bytes, key: bytes) -> bytes:
-    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, key, None))
+    signer = _signer(chain, key)
     manifest = {
         "claim_generator_info": [{"name": "curate-tests", "version": "1.0"}],
         "title": "artefact",
@@ -190,6 +219,10 @@ def artefacts(tmp_path_factory, photo_paths, chain) -> dict[str, Path]:
         _encode(other, "PNG"), "image/png", "compositeWithTrainedAlgorithmicMedia", cert, key
     )
     files["c2pa_capture.jpg"] = _sign(jpeg, "image/jpeg", "digitalCapture", cert, key)
+    rotated = Image.open(io.BytesIO(files["c2pa_ai.jpg"])).rotate(90)
+    files["c2pa_edit_of_ai.jpg"] = _sign_edit(
+        files["c2pa_ai.jpg"], _encode(rotated, "JPEG", quality=92), cert, key
+    )
     tampered = bytearray(files["c2pa_ai.jpg"])
     tampered[-200] ^= 0x01  # one bit of the entropy-coded data: still decodes, hash differs
     files["c2pa_tampered.jpg"] = bytes(tampered)
@@ -259,6 +292,7 @@ EXPECTED = {
     "c2pa_ai.jpg": (True, True, ["C2PA Valid", "trust list", "trainedAlgorithmicMedia"]),
     "c2pa_composite.png": (True, True, ["C2PA Valid", "compositeWithTrainedAlgorithmicMedia"]),
     "c2pa_capture.jpg": (False, False, ["C2PA Valid", "declares capture (digitalCapture)"]),
+    "c2pa_edit_of_ai.jpg": (True, True, ["C2PA Valid", "in an ingredient's manifest", "editor"]),
     "c2pa_tampered.jpg": (True, False, ["C2PA Invalid", "assertion.dataHash.mismatch"]),
     "a1111.png": (True, False, ["PNG 'parameters' chunk"]),
     "comfyui.png": (True, False, ["PNG 'prompt' chunk", "PNG 'workflow' chunk"]),
@@ -638,7 +672,8 @@ def test_cli_score_provenance_and_filter(tiny_checkpoint, artefacts, tmp_path):
     for name, row in zip(names, rows, strict=True):
         check_expected(name, row, watermark=True)
     strong = sorted(n for n, r in zip(names, rows, strict=True) if r["provenance_strong"])
-    assert strong == sorted(["c2pa_ai.jpg", "c2pa_composite.png", *WATERMARKED])
+    assert strong == sorted({n for n, e in EXPECTED.items() if e[1]} | set(WATERMARKED))
+    assert "c2pa_ai.jpg" in strong and "c2pa_edit_of_ai.jpg" in strong
 
     kept, removed = tmp_path / "kept.parquet", tmp_path / "removed.parquet"
     base = [
