@@ -18,6 +18,7 @@ raises on a bad file: a row gets a reason instead. Absence of evidence proves no
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -158,6 +159,7 @@ class Provenance:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     watermark_match: float | None = None
+    watermark_results: list[dict[str, Any]] | None = None
 
     @property
     def synthetic(self) -> bool | None:
@@ -188,6 +190,7 @@ class Provenance:
             ],
             "notes": self.notes,
             "error": self.error,
+            **({"watermark": self.watermark_results} if self.watermark_results else {}),
         }
 
     def row(self, watermark: bool = False) -> dict[str, Any]:
@@ -629,11 +632,13 @@ def decode_watermark(block_bits: np.ndarray, length: int) -> np.ndarray:
     return (ones / np.maximum(votes, 1)) * 255 > 127
 
 
+@functools.lru_cache(maxsize=1024)
 def _binomial_tail(n: int, k: int) -> float:
     """P(at least k of n fair coin flips match): the chance a random image matches k bits."""
     return sum(math.comb(n, i) for i in range(k, n + 1)) / 2.0**n
 
 
+@functools.lru_cache(maxsize=256)
 def required_matches(n_bits: int, false_alarm: float, hypotheses: int) -> int:
     """Fewest matching bits whose chance under random bits is below `false_alarm / hypotheses`."""
     for k in range(n_bits // 2, n_bits + 1):
@@ -642,15 +647,28 @@ def required_matches(n_bits: int, false_alarm: float, hypotheses: int) -> int:
     return n_bits + 1  # unreachable for this message length: it can never be detected
 
 
+@dataclass
+class WatermarkCheck:
+    """The watermark check of one image: evidence when a known message matched, the best
+    match rate, every message's bit count (for auditing), or why it was not checked."""
+
+    evidence: Evidence | None = None
+    match_rate: float | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+    note: str | None = None
+
+
 def check_watermark(
     source: Any, false_alarm: float = 1e-6, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[Evidence | None, float | None, str | None]:
-    """(evidence if a known message matches, best match rate, note why it was not checked)."""
+) -> WatermarkCheck:
+    """Look for the known invisible-watermark messages in `source` (decoded at full size)."""
     img, err = read_image(source, max_pixels=max_pixels)
     if err is not None:
-        return None, None, f"watermark not checked: {err}"
+        return WatermarkCheck(note=f"watermark not checked: {err}")
     if img.width * img.height < _WM_MIN_SIDE**2:
-        return None, None, f"watermark not checked: {img.width}x{img.height} is under 256x256"
+        return WatermarkCheck(
+            note=f"watermark not checked: {img.width}x{img.height} is under 256x256"
+        )
     rgb = np.asarray(img)
     hypotheses = len(WATERMARK_MESSAGES) * len(_CHANNEL_ORDERS)
     results = []
@@ -672,15 +690,15 @@ def check_watermark(
                 }
             )
     best = max(results, key=lambda r: (r["matching_bits"] >= r["required"], r["match_rate"]))
-    rate = float(best["match_rate"])
-    if best["matching_bits"] < best["required"]:
-        return None, rate, None
-    summary = (
-        f"{best['message']} invisible watermark: {best['matching_bits']}/{best['bits']} bits "
-        f"match ({rate:.0%}; chance {best['chance_p']:.1e})"
-    )
-    detail = {"source": "watermark:dwtDct", "best": best, "false_alarm": false_alarm}
-    return Evidence("watermark", summary, says="synthetic", strong=True, detail=detail), rate, None
+    check = WatermarkCheck(match_rate=float(best["match_rate"]), results=results)
+    if best["matching_bits"] >= best["required"]:
+        summary = (
+            f"{best['message']} invisible watermark: {best['matching_bits']}/{best['bits']} "
+            f"bits match ({check.match_rate:.0%}; chance {best['chance_p']:.1e})"
+        )
+        detail = {"source": "watermark:dwtDct", "best": best, "false_alarm": false_alarm}
+        check.evidence = Evidence("watermark", summary, "synthetic", strong=True, detail=detail)
+    return check
 
 
 # -- the checker ----------------------------------------------------------------------------------
@@ -801,14 +819,13 @@ class ProvenanceChecker:
                 return Provenance(error=NOT_AN_IMAGE)
             result.notes += notes
         if self.watermark:
-            evidence, rate, note = check_watermark(
-                source, self.watermark_false_alarm, self.max_pixels
-            )
-            result.watermark_match = rate
-            if evidence is not None:
-                result.evidence.append(evidence)
-            if note is not None:
-                result.notes.append(note)
+            check = check_watermark(source, self.watermark_false_alarm, self.max_pixels)
+            result.watermark_match = check.match_rate
+            result.watermark_results = check.results
+            if check.evidence is not None:
+                result.evidence.append(check.evidence)
+            if check.note is not None:
+                result.notes.append(check.note)
         return result
 
     def check_many(

@@ -449,6 +449,8 @@ def test_watermark_detected_on_marked_files_only(artefacts):
         row = checker.check(str(artefacts[name])).row(watermark=True)
         assert row["provenance"] == NONE_FOUND and row["provenance_strong"] is False
         assert row[WATERMARK_COLUMN] < 0.75
+        tried = json.loads(row["provenance_detail"])["watermark"]  # every message, for audit
+        assert len(tried) == 8 and all(r["matching_bits"] < r["required"] for r in tried)
 
 
 def test_watermark_false_positive_rate_on_real_photos(photo_paths):
