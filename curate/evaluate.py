@@ -1740,17 +1740,6 @@ def _json(data: Any) -> str:
     return json.dumps(data, indent=2, default=default, allow_nan=False) + "\n"
 
 
-EVAL_FILES = (
-    "report.md",
-    "report.json",
-    "scores.parquet",
-    "hist.png",
-    "roc.png",
-    "pr.png",
-    "reliability.png",
-)
-
-
 def write_eval_report(
     report: EvalReport, sample: LabelledSample, out_dir: str, *, overwrite: bool = False
 ) -> list[str]:
