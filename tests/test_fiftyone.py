@@ -410,3 +410,32 @@ def test_export_everything_with_extra_fields(dataset, tiny_checkpoint, tmp_path)
     assert "decision" not in table.column_names
     with pytest.raises(FileExistsError):
         cfo.export_parquet(dataset, out)
+
+
+def test_example_script_runs(tiny_checkpoint, image_folder, broken_images, tmp_path):
+    (image_folder / "broken.jpg").write_bytes(Path(broken_images["truncated"]).read_bytes())
+    out = tmp_path / "kept.parquet"
+    env = dict(
+        os.environ,
+        CURATE_MODEL=tiny_checkpoint,
+        FIFTYONE_DATABASE_DIR=fo.config.database_dir,
+        FIFTYONE_PLUGINS_DIR=PLUGINS,
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "fiftyone_example.py"),
+            str(image_folder),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "1 unreadable" in run.stdout
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out).num_rows
+    assert f"wrote {rows} rows" in run.stdout and rows > 0

@@ -180,7 +180,7 @@ def _model_inputs(ctx, inputs) -> bool:
         "calibration",
         required=False,
         label="Calibration file",
-        description="Optional calibration JSON saved by `curate calibrate` (temperature/Platt)",
+        description="Optional calibration.json from `curate eval --fit-calibration` (temperature/Platt)",
     )
     calibration = _text(ctx, "calibration")
     if calibration:
