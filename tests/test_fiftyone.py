@@ -439,3 +439,33 @@ def test_example_script_runs(tiny_checkpoint, image_folder, broken_images, tmp_p
 
     rows = pq.read_table(out).num_rows
     assert f"wrote {rows} rows" in run.stdout and rows > 0
+
+
+def test_detect_with_calibration_file(dataset, tiny_checkpoint, tmp_path):
+    from curate.calibration import Calibration
+
+    path = tmp_path / "calibration.json"
+    Calibration.temperature(2.5, model=tiny_checkpoint).save(path)
+    view = dataset.limit(4)
+    foo.get_operator(DETECT)(view, model=tiny_checkpoint, calibration=str(path))
+    paths, probs = view.values(["filepath", "fake_prob"])
+    assert (
+        probs
+        == DeepfakeScorer(tiny_checkpoint, calibration=str(path)).score_images(paths)["fake_prob"]
+    )
+    assert probs != DeepfakeScorer(tiny_checkpoint).score_images(paths)["fake_prob"]
+    assert '"slope": 0.4' in cfo.scoring_settings(dataset)["curate.calibration"]
+
+
+def test_non_image_target_is_refused_in_the_form(tiny_checkpoint):
+    ds = fo.Dataset()
+    ds.add_sample(fo.Sample(filepath="/tmp/clip.mp4"))
+    try:
+        msg = _error(
+            lambda: foo.execute_operator(
+                DETECT, {"dataset": ds, "params": {"model": tiny_checkpoint}}
+            )
+        )
+        assert "Only images can be scored; this target holds video" in msg
+    finally:
+        ds.delete()

@@ -227,6 +227,8 @@ def iter_score_samples(
     n_labels = len(detector.model.config.id2label)
     # Provenance evidence (scorer option) is written as plain fields of the same names.
     provenance_fields = scorer.provenance.columns if scorer.provenance is not None else ()
+    # Recorded first: an interrupted run's scores were made with these settings too.
+    _record_settings(dataset, scorer, prob_field, label_field, error_field)
     started = time.perf_counter()
     # Writes run on a thread so the database round trip overlaps the next chunk's scoring;
     # one write at a time, in order, and the last one always finishes (an interrupted run
@@ -255,7 +257,6 @@ def iter_score_samples(
             if pending is not None:
                 pending.result()
     summary.seconds = time.perf_counter() - started
-    _record_settings(dataset, scorer, prob_field, label_field, error_field)
 
 
 def score_samples(

@@ -57,8 +57,12 @@ class DetectDeepfakes(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        inputs.view_target(ctx, action_description="Score")
-        target = ctx.target_view()
+        inputs.view_target(ctx, action_description="Score", require_flat=True)
+        target = ctx.target_view(require_flat=True)
+        if target.media_type != "image":
+            message = f"Only images can be scored; this target holds {target.media_type}"
+            _invalid(inputs.view("media_type", types.Error(label=message)), message)
+            return types.Property(inputs, view=types.View(label="Detect deepfakes"))
         ready = _model_inputs(ctx, inputs)
         ready = _score_field_inputs(ctx, inputs, target) and ready
         if ready:
@@ -91,7 +95,7 @@ class DetectDeepfakes(foo.Operator):
             ),
         )
         events = cfo.iter_score_samples(
-            ctx.target_view(),
+            ctx.target_view(require_flat=True),
             scorer,
             prob_field=_text(ctx, "prob_field", cfo.PROB_FIELD),
             label_field=_text(ctx, "label_field", cfo.LABEL_FIELD),
@@ -240,8 +244,8 @@ def _score_field_inputs(ctx, inputs, target) -> bool:
         names.append(name)
         ok = _invalid(prop, cfo.field_problem(target, name, kind)) and ok
     if len(set(names)) != len(names):
-        prop = inputs.view("field_clash", types.Error(label="The three field names must differ"))
-        prop.invalid = True
+        message = "The probability, label and error fields must have three different names"
+        _invalid(inputs.view("field_clash", types.Error(label=message)), message)
         ok = False
     inputs.bool(
         "store_logits",
@@ -295,8 +299,8 @@ class ApplyDeepfakeThreshold(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        inputs.view_target(ctx, action_description="Apply the threshold to")
-        target = ctx.target_view()
+        inputs.view_target(ctx, action_description="Apply the threshold to", require_flat=True)
+        target = ctx.target_view(require_flat=True)
         rule, prob_field = _rule_inputs(ctx, inputs, target)
         if rule is not None:
             _action_inputs(ctx, inputs, target, rule, prob_field)
@@ -305,7 +309,7 @@ class ApplyDeepfakeThreshold(foo.Operator):
     def execute(self, ctx):
         rule, prob_field = _rule_from_params(ctx.params)
         summary = cfo.apply_decision(
-            ctx.target_view(),
+            ctx.target_view(require_flat=True),
             rule,
             action=ctx.params.get("action", "tag"),
             prob_field=prob_field,
@@ -539,8 +543,8 @@ class ExportParquet(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        inputs.view_target(ctx, action_description="Export")
-        target = ctx.target_view()
+        inputs.view_target(ctx, action_description="Export", require_flat=True)
+        target = ctx.target_view(require_flat=True)
         prop = inputs.str(
             "path",
             required=True,
@@ -589,7 +593,7 @@ class ExportParquet(foo.Operator):
                 ctx.set_progress(label=f"Wrote {rows} rows")
 
         rows = cfo.export_parquet(
-            ctx.target_view(),
+            ctx.target_view(require_flat=True),
             _text(ctx, "path"),
             rule=rule,
             prob_field=prob_field,
