@@ -40,6 +40,17 @@ OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryErro
 logger = logging.getLogger(__name__)
 
 
+def _one_thread_after_fork() -> None:
+    # torch's CPU thread pool (GNU OpenMP) hangs in a process forked after it has run, as
+    # `datasets.map(num_proc=...)` workers are by default; with one intra-op thread it is
+    # never entered. Workers that need threads are started with "spawn" (score_dataset).
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
 def _setting(value: Any) -> Any:
     """torch objects as plain strings, so pickles and fingerprints are stable across processes."""
     if isinstance(value, (torch.device, torch.dtype)):
