@@ -1,0 +1,319 @@
+"""Ray Data: the one `DeepfakeScorer` as a `map_batches` stage, one actor per GPU.
+
+    import ray
+    from curate.integrations.ray import RayDeepfakeScorer
+
+    ds = ray.data.read_images("s3://bucket/images/", include_paths=True)  # or read_binary_files,
+    ds = ds.map_batches(                                                    # or read_parquet
+        RayDeepfakeScorer,
+        fn_constructor_kwargs={"model": "prithivMLmods/open-deepfake-detection"},
+        batch_format="pyarrow", batch_size=256, concurrency=4, num_gpus=1,
+    )
+
+`RayDeepfakeScorer` is `DeepfakeScorer` returning the whole batch with the score columns added
+(Ray replaces a batch with what the stage returns). It reads the image forms each Ray reader
+gives: numpy arrays (`read_images`), encoded bytes (`read_binary_files`, paired with its
+`path` column so errors name the file) and Hugging Face `{"bytes", "path"}` structs
+(`read_parquet` of a `datasets` export). `score_ray_dataset` wraps that call;
+`write_scored_parquet` writes the result in the project's Parquet schema; `score_files` is
+what `curate score --engine ray` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from curate.scorer import DeepfakeScorer
+
+# Ray column types of the scorer's output (the same as curate.parquet's).
+_SCORE_TYPES = {
+    "fake_prob": pa.float32(),
+    "real_prob": pa.float32(),
+    "fake_logit": pa.float32(),
+    "real_logit": pa.float32(),
+    "deepfake_label": pa.string(),
+    "deepfake_error": pa.string(),
+}
+
+
+def _require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "Ray Data is not installed: pip install 'curate[ray]' (ray[data])"
+        ) from None
+    return ray
+
+
+def _as_table(batch: Any) -> pa.Table:
+    if isinstance(batch, pa.Table):
+        return batch
+    from ray.data.block import BlockAccessor
+
+    # A dict of numpy arrays or a pandas DataFrame: Ray's own conversion keeps its tensor
+    # columns (read_images) as Ray tensor extension arrays.
+    return BlockAccessor.batch_to_block(batch)
+
+
+def _squeeze(item: Any) -> Any:
+    # Ray's variable-shape tensor column stores a greyscale image (H, W) among colour ones
+    # (H, W, 3) as (1, H, W); a leading singleton is never a channels-first colour image.
+    grey = isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[0] == 1
+    return item[0] if grey and item.shape[-1] not in (1, 3, 4) else item
+
+
+class RayDeepfakeScorer(DeepfakeScorer):
+    """`DeepfakeScorer` for `ray.data.Dataset.map_batches`: the batch comes back whole, with
+    the score columns (typed float32 / string, nulls for unreadable rows) added.
+
+    Takes every `DeepfakeScorer` argument, plus `path_column` ("path"): when the image
+    column holds bytes (`read_binary_files`), each row is paired with its path so that
+    errors name the file. Each actor loads the model once, on its own device.
+    """
+
+    def __init__(self, *args: Any, path_column: str | None = "path", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path_column = path_column
+
+    def __call__(self, batch: Any, rank: int | None = None) -> pa.Table:
+        from ray.data.block import BlockAccessor
+
+        table = _as_table(batch)
+        if self.image_column not in table.column_names:
+            raise KeyError(
+                f"image column {self.image_column!r} not in the Ray batch (columns: "
+                f"{table.column_names}); pass image_column=... (read_binary_files calls it "
+                "'bytes', read_images and Hugging Face Parquet 'image')"
+            )
+        images = [_squeeze(x) for x in BlockAccessor.for_block(table).to_numpy(self.image_column)]
+        if self.path_column and self.path_column in table.column_names:
+            paths = table.column(self.path_column).to_pylist()
+            images = [
+                {"bytes": bytes(x), "path": p} if isinstance(x, (bytes, bytearray)) else x
+                for x, p in zip(images, paths, strict=True)
+            ]
+        scores = super().__call__({self.image_column: images}, rank)
+        for name, values in scores.items():
+            typ = _SCORE_TYPES.get(name)
+            column = pa.array(values, type=typ) if typ is not None else pa.array(values)
+            if name in table.column_names:
+                table = table.set_column(table.column_names.index(name), name, column)
+            else:
+                table = table.append_column(name, column)
+        return table
+
+
+def score_ray_dataset(
+    ds,
+    scorer: DeepfakeScorer | None = None,
+    *,
+    concurrency: int | tuple[int, int] | None = None,
+    num_gpus: float | None = None,
+    batch_size: int | None = None,
+    path_column: str | None = "path",
+    **scorer_kwargs: Any,
+):
+    """`ds` with the score columns added: a `map_batches` stage of `RayDeepfakeScorer` actors.
+
+    `scorer` (or `scorer_kwargs`) gives the settings each actor is built with; the weights
+    load in the actors. `num_gpus` is per actor (1: one actor per GPU; default 1 when the
+    scorer's device is CUDA-bound and the cluster has GPUs, else 0) and `concurrency` is the
+    number of actors (default: one per GPU in the cluster, else 1). `batch_size` rows go to
+    an actor at a time (default: 4 forward batches)."""
+    ray = _require_ray()
+    settings = dict(scorer._settings() if scorer is not None else {}, **scorer_kwargs)
+    settings.setdefault("image_column", "image")
+    # The actor's own device choice ("auto") picks the GPU Ray assigns it.
+    cluster_gpus = int(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0
+    device = str(settings.get("device") or "auto")
+    if num_gpus is None:
+        num_gpus = 1 if cluster_gpus and device in ("auto", "cuda") else 0
+    if concurrency is None:
+        concurrency = max(1, int(cluster_gpus // num_gpus)) if num_gpus else 1
+    forward = settings.get("batch_size", 16)
+    if batch_size is None:
+        batch_size = 4 * (forward if isinstance(forward, int) else 64)
+    settings["path_column"] = path_column
+    sizes = concurrency if isinstance(concurrency, tuple) else (concurrency, concurrency)
+    return ds.map_batches(
+        RayDeepfakeScorer,
+        fn_constructor_kwargs=settings,
+        batch_format="pyarrow",
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(min_size=sizes[0], max_size=sizes[1]),
+        num_gpus=num_gpus,
+    )
+
+
+def _image_struct_batch(
+    table: pa.Table, image_column: str, path_column: str | None, out_column: str
+) -> pa.Table:
+    """The image column as the HF `struct<bytes, path>` (bytes embedded), named `out_column`."""
+    from ray.data.block import BlockAccessor
+
+    from curate.parquet import IMAGE_TYPE, image_struct
+
+    values = BlockAccessor.for_block(table).to_numpy(image_column)
+    paths = (
+        table.column(path_column).to_pylist()
+        if path_column and path_column in table.column_names
+        else [None] * len(values)
+    )
+    structs = []
+    for v, p in zip(values, paths, strict=True):
+        if isinstance(v, (bytes, bytearray)):
+            structs.append({"bytes": bytes(v), "path": p})
+        elif isinstance(v, np.ndarray):
+            s = image_struct(v)  # a decoded array (read_images): stored losslessly as PNG
+            structs.append({"bytes": s["bytes"], "path": p or s["path"]})
+        else:
+            structs.append(image_struct(v))
+    drop = [c for c in {image_column, out_column} if c in table.column_names]
+    table = table.drop_columns(drop)
+    return table.add_column(0, out_column, pa.array(structs, type=IMAGE_TYPE))
+
+
+def _project_schema(first: pa.Table, metadata: Mapping[str, str] | None) -> pa.Schema:
+    from curate.parquet import build_schema
+
+    schema = build_schema(first, image_column="image", metadata=metadata)
+    return pa.schema([schema.field(n) for n in first.column_names], metadata=schema.metadata)
+
+
+def _with_image_struct(ds, image_column: str, path_column: str | None):
+    """`ds` with its image column as the HF struct named "image" (and `path_column` folded
+    into it when the images are bytes)."""
+    fold = path_column if image_column != "image" else None
+    ds = ds.map_batches(
+        _image_struct_batch,
+        fn_kwargs={"image_column": image_column, "path_column": fold, "out_column": "image"},
+        batch_format="pyarrow",
+    )
+    if fold:
+        ds = ds.drop_columns([fold])
+    return ds
+
+
+def write_scored_parquet(
+    ds,
+    path: str | os.PathLike,
+    *,
+    image_column: str = "image",
+    path_column: str | None = "path",
+    metadata: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Write a scored Ray dataset, in parallel, to a folder of Parquet files in the project's
+    schema.
+
+    The image column becomes the Hugging Face `struct<bytes, path>` named "image" (bytes
+    embedded: `read_binary_files`' bytes with their path, `read_images`' arrays as PNG, HF
+    structs as they are); score columns keep their contract types; every file carries the
+    `datasets` features and `metadata` in its schema, so `datasets.load_dataset("parquet",
+    data_dir=path)` gets an `Image` feature back. The folder appears only when complete
+    (written beside it, then renamed; on a local or shared filesystem); an existing one is
+    replaced only with `overwrite`. Returns the number of rows written."""
+    import pyarrow.parquet as pq
+
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    ds = _with_image_struct(ds, image_column, path_column).materialize()
+    schema = _project_schema(ds.take_batch(1, batch_format="pyarrow"), metadata)
+    tmp = os.path.join(
+        os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp"
+    )
+    try:
+        ds.write_parquet(tmp, schema=schema)
+        files = [os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".parquet")]
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def read_source(source: str | os.PathLike | Sequence[str]):
+    """(Ray dataset, image column) for what `curate score --engine ray` accepts: a folder of
+    images, an image file or a list of them (read as bytes + path, so a broken file becomes a
+    row with an error, not a failed read task), or Parquet file(s) / a folder of them."""
+    _require_ray()
+    import ray.data
+
+    from curate.sources import PARQUET_EXTENSIONS, list_images
+
+    if not isinstance(source, (str, os.PathLike)):
+        return ray.data.read_binary_files(list(source), include_paths=True), "bytes"
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        images = list_images(source)
+        if images:
+            files = [os.path.join(source, f) for f in images]
+            return ray.data.read_binary_files(files, include_paths=True), "bytes"
+        if any(f.lower().endswith(PARQUET_EXTENSIONS) for f in os.listdir(source)):
+            return ray.data.read_parquet(source), "image"
+        raise ValueError(f"no images or Parquet files found in {source!r}")
+    if source.lower().endswith(PARQUET_EXTENSIONS):
+        return ray.data.read_parquet(source), "image"
+    if os.path.isfile(source):
+        return ray.data.read_binary_files([source], include_paths=True), "bytes"
+    raise ValueError(f"{source!r} does not exist")
+
+
+def score_files(
+    source: str | os.PathLike | Sequence[str],
+    output: str | os.PathLike,
+    *,
+    address: str | None = None,
+    num_gpus: float | None = None,
+    concurrency: int | None = None,
+    image_column: str | None = None,
+    overwrite: bool = False,
+    metadata: Mapping[str, str] | None = None,
+    **scorer_kwargs: Any,
+) -> int:
+    """Score `source` on a Ray cluster into one Parquet file (what `curate score --engine ray`
+    runs): reading and scoring are spread over the cluster's actors, the rows stream back in
+    source order into `curate.parquet.write_parquet` (same schema, metadata and atomic
+    write as a local run). `address` is the cluster ("auto", "ray://host:10001"; default: a
+    local one). Returns the number of rows written."""
+    ray = _require_ray()
+    from curate.parquet import scoring_metadata, write_parquet
+
+    if os.path.exists(output) and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False)
+    ds, column = read_source(source)
+    column = image_column or column
+    scorer = DeepfakeScorer(image_column=column, **scorer_kwargs)
+    ds.context.execution_options.preserve_order = True
+    scored = score_ray_dataset(ds, scorer, num_gpus=num_gpus, concurrency=concurrency)
+    scored = _with_image_struct(scored, column, "path")
+    base = os.path.abspath(source) if isinstance(source, (str, os.PathLike)) else None
+    base = base if base and os.path.isdir(base) else None
+
+    def batches():
+        for table in scored.iter_batches(batch_format="pyarrow", batch_size=256):
+            batch = table.to_pydict()
+            if base:  # paths relative to the folder, as a local run stores them
+                for im in batch["image"]:
+                    if im and im.get("path") and im["path"].startswith(base + os.sep):
+                        im["path"] = os.path.relpath(im["path"], base).replace(os.sep, "/")
+            yield batch
+
+    meta = dict(scoring_metadata(scorer, engine="ray"), **(metadata or {}))
+    return write_parquet(batches(), output, metadata=meta, overwrite=overwrite)

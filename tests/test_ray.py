@@ -1,0 +1,169 @@
+"""Ray Data on a local cluster (2 CPUs, one per module): the scorer as a map_batches actor
+stage over each Ray reader's image form, written back in the project's Parquet schema, with
+the single-process scorer's numbers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datasets import Dataset, Image, load_dataset
+
+from curate import DeepfakeScorer
+
+ray = pytest.importorskip("ray")
+
+from curate.integrations.ray import (  # noqa: E402
+    RayDeepfakeScorer,
+    score_files,
+    score_ray_dataset,
+    write_scored_parquet,
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, photo_paths, broken_images) -> str:
+    """The example photos and one broken file of each on-disk kind."""
+    d = tmp_path_factory.mktemp("rayimages")
+    for p in photo_paths:
+        shutil.copy(p, d)
+    for kind in ("truncated", "zero_bytes", "not_an_image"):
+        shutil.copy(broken_images[kind], d / f"broken_{kind}.jpg")
+    return str(d)
+
+
+def _local(checkpoint: str, files: list[str]) -> dict[str, tuple]:
+    """{file name: (fake_prob, label, has_error)} from the plain single-process scorer."""
+    items = []
+    for f in files:
+        with open(f, "rb") as fh:
+            items.append({"bytes": fh.read(), "path": f})
+    out = DeepfakeScorer(checkpoint, device="cpu").score_images(items)
+    return {
+        os.path.basename(f): (p, label, err is not None)
+        for f, p, label, err in zip(
+            files, out["fake_prob"], out["deepfake_label"], out["deepfake_error"], strict=True
+        )
+    }
+
+
+def _by_name(table: pa.Table, path_of) -> dict[str, tuple]:
+    rows = table.to_pylist()
+    return {
+        os.path.basename(path_of(r)): (
+            r["fake_prob"],
+            r["deepfake_label"],
+            r["deepfake_error"] is not None,
+        )
+        for r in rows
+    }
+
+
+def _assert_same(got: dict, want: dict) -> None:
+    assert sorted(got) == sorted(want)
+    for name, (p, label, err) in want.items():
+        gp, glabel, gerr = got[name]
+        assert (glabel, gerr) == (label, err), name
+        assert (gp is None) == (p is None), name
+        if p is not None:
+            assert gp == pytest.approx(p, abs=1e-6), name
+
+
+def test_binary_files_with_broken_files_to_parquet(cluster, folder, tiny_checkpoint, tmp_path):
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
+    ds = ray.data.read_binary_files(files, include_paths=True)
+    scored = score_ray_dataset(
+        ds, DeepfakeScorer(tiny_checkpoint, device="cpu", image_column="bytes", batch_size=2),
+        concurrency=1, batch_size=4,
+    )  # fmt: skip
+    out = tmp_path / "scored"
+    rows = write_scored_parquet(
+        scored, out, image_column="bytes", metadata={"curate.model": tiny_checkpoint}
+    )
+    assert rows == len(files)
+    table = pq.read_table(out)
+    assert table.schema.field("image").type == pa.struct(
+        [("bytes", pa.binary()), ("path", pa.string())]
+    )
+    assert table.schema.field("fake_prob").type == pa.float32()
+    assert table.schema.field("deepfake_error").type == pa.string()
+    assert "bytes" not in table.column_names and "path" not in table.column_names
+    _assert_same(_by_name(table, lambda r: r["image"]["path"]), _local(tiny_checkpoint, files))
+    errors = [r["deepfake_error"] for r in table.to_pylist() if r["deepfake_error"]]
+    assert len(errors) == 3 and all("broken_" in e or "empty" in e for e in errors), errors
+    # The project's schema: datasets reads the folder back with an Image feature and the bytes.
+    back = load_dataset("parquet", data_dir=str(out), split="train")
+    assert back.features["image"] == Image()
+    good = back["deepfake_error"].index(None)
+    assert back[good]["image"].size[0] > 0
+    with pytest.raises(FileExistsError):
+        write_scored_parquet(scored, out, image_column="bytes")
+
+
+def test_read_images_numpy(cluster, photo_paths, tiny_checkpoint):
+    ds = ray.data.read_images(photo_paths, include_paths=True)
+    scored = score_ray_dataset(ds, model=tiny_checkpoint, device="cpu", concurrency=1)
+    table = scored.to_arrow_refs()
+    table = pa.concat_tables(ray.get(table))
+    assert "image" in table.column_names  # the whole batch came back, not only the scores
+    _assert_same(_by_name(table, lambda r: r["path"]), _local(tiny_checkpoint, photo_paths))
+
+
+def test_read_parquet_hf_structs(cluster, photo_paths, tiny_checkpoint, tmp_path):
+    hf = Dataset.from_dict({"image": photo_paths, "idx": list(range(len(photo_paths)))})
+    hf.cast_column("image", Image()).to_parquet(str(tmp_path / "hf.parquet"))
+    ds = ray.data.read_parquet(str(tmp_path / "hf.parquet"))
+    scored = score_ray_dataset(ds, model=tiny_checkpoint, device="cpu", concurrency=1)
+    table = pa.concat_tables(ray.get(scored.to_arrow_refs())).sort_by("idx")
+    assert table.column("idx").to_pylist() == list(range(len(photo_paths)))
+    _assert_same(
+        _by_name(table, lambda r: r["image"]["path"]), _local(tiny_checkpoint, photo_paths)
+    )
+
+
+def test_score_files_one_parquet_in_source_order(cluster, folder, tiny_checkpoint, tmp_path):
+    """What `curate score --engine ray` runs: one file, folder order, relative paths."""
+    out = tmp_path / "scored.parquet"
+    rows = score_files(folder, out, model=tiny_checkpoint, device="cpu", batch_size=2)
+    names = sorted(os.listdir(folder))
+    assert rows == len(names)
+    table = pq.read_table(out)
+    assert [r["path"] for r in table.column("image").to_pylist()] == names
+    files = [os.path.join(folder, n) for n in names]
+    _assert_same(_by_name(table, lambda r: r["image"]["path"]), _local(tiny_checkpoint, files))
+    meta = table.schema.metadata
+    assert meta[b"curate.engine"] == b"ray" and b"huggingface" in meta
+    with pytest.raises(FileExistsError):
+        score_files(folder, out, model=tiny_checkpoint)
+
+
+def test_stage_returns_the_whole_batch(tiny_checkpoint, photo_paths):
+    """The actor class alone (no cluster): numpy batches in, an Arrow table with every source
+    column and the typed score columns out; a missing image column is a clear error."""
+    stage = RayDeepfakeScorer(tiny_checkpoint, device="cpu", image_column="bytes")
+    data = []
+    for p in photo_paths[:2]:
+        with open(p, "rb") as f:
+            data.append(f.read())
+    data.append(b"garbage")
+    batch = {"bytes": np.array(data, dtype=object), "path": np.array(["a.jpg", "b.png", "c.jpg"])}
+    table = stage(batch)
+    assert table.column_names[:2] == ["bytes", "path"]
+    assert table.schema.field("fake_prob").type == pa.float32()
+    assert table.column("fake_prob").null_count == 1
+    assert "'c.jpg'" in table.column("deepfake_error")[2].as_py()
+    with pytest.raises(KeyError, match="read_binary_files calls it 'bytes'"):
+        RayDeepfakeScorer(tiny_checkpoint, device="cpu")(batch)
