@@ -17,6 +17,7 @@ from curate.provenance import checker_from_options
 from curate.scorer import DeepfakeScorer
 
 ICON = "/assets/icon.svg"
+ICONS = {"light_icon": "/assets/icon-light.svg", "dark_icon": "/assets/icon-dark.svg"}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -49,6 +50,7 @@ class DetectDeepfakes(foo.Operator):
             label="Detect deepfakes",
             description="Score every image as Fake/Real with a SigLIP deepfake detector",
             icon=ICON,
+            **ICONS,
             dynamic=True,
             execute_as_generator=True,
             allow_immediate_execution=True,
@@ -292,6 +294,7 @@ class ApplyDeepfakeThreshold(foo.Operator):
             label="Act on deepfake scores",
             description="Tag, keep as a saved view, or delete the samples scored as synthetic",
             icon=ICON,
+            **ICONS,
             dynamic=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
@@ -536,6 +539,7 @@ class ExportParquet(foo.Operator):
             label="Export to Parquet (deepfake-filtered)",
             description="Write the kept samples, images embedded, with their scores to Parquet",
             icon=ICON,
+            **ICONS,
             dynamic=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
