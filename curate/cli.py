@@ -169,6 +169,40 @@ def _score_summary(output: str, seconds: float, new_rows: int) -> None:
         )
 
 
+def _score_on_ray(
+    src, source: str, output: Path | None, *, address, num_gpus, overwrite, unsupported, **kw
+) -> None:
+    """`curate score --engine ray`: the same scorer as Ray Data actors, one per GPU."""
+    import torch
+
+    if output is None:
+        raise UsageError("--engine ray writes a Parquet file: pass -o OUT.parquet")
+    if src.kind not in ("image", "folder", "parquet"):
+        raise UsageError(f"--engine ray reads image files and Parquet; {source} is a {src.kind}")
+    for flag, used in unsupported.items():
+        if used:
+            raise UsageError(f"{flag} is not supported with --engine ray")
+    if num_gpus and address is None and torch.cuda.device_count() < num_gpus:
+        raise UsageError(
+            f"--num-gpus {num_gpus} but this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+        )
+    from curate.integrations.ray import score_files
+
+    started = time.perf_counter()
+    with stderr.status(f"Scoring with Ray ({address or 'local cluster'}) ..."):
+        rows = score_files(
+            source,
+            output,
+            address=address,
+            num_gpus=1 if num_gpus else None,
+            concurrency=num_gpus,
+            image_column=src.image_column if src.kind == "parquet" else None,
+            overwrite=overwrite,
+            **kw,
+        )
+    _score_summary(os.fspath(output), time.perf_counter() - started, rows)
+
+
 @app.command()
 def score(
     source: Annotated[
@@ -264,6 +298,30 @@ def score(
             dir_okay=False,
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (this process, resumable) or ray (Ray Data: one actor per GPU, on a "
+            "local cluster or the one at --address; image folders/files and Parquet).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join with --engine ray ('auto', 'ray://HOST:10001'); default: "
+            "start a local one.",
+            show_default=False,
+        ),
+    ] = None,
+    num_gpus: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="GPUs to use, one model copy each (more than 1 runs --engine ray on this "
+            "machine).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score images as Fake/Real and write them, with their scores, to Parquet.
 
@@ -292,6 +350,29 @@ def score(
             raise UsageError(
                 f"--batch-size must be a positive integer or 'auto', got {batch_size!r}"
             )
+        if engine not in ("local", "ray"):
+            raise UsageError(f"--engine must be 'local' or 'ray', got {engine!r}")
+        if engine == "ray" or (num_gpus or 0) > 1:
+            _score_on_ray(
+                src,
+                source,
+                output,
+                address=address,
+                num_gpus=num_gpus,
+                overwrite=overwrite,
+                unsupported={
+                    "--provenance": provenance or watermark or trust_anchors,
+                    "--limit": limit,
+                },
+                model=model,
+                revision=revision,
+                device=device,
+                dtype=dtype,
+                batch_size=batch_size if batch_size == "auto" else int(batch_size),
+                draft=draft,
+                calibration=os.fspath(calibration) if calibration else None,
+            )
+            return
         scorer = DeepfakeScorer(
             model=model,
             revision=revision,

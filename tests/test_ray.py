@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from datasets import Dataset, Image, load_dataset
 
 from curate import DeepfakeScorer
@@ -167,3 +170,35 @@ def test_stage_returns_the_whole_batch(tiny_checkpoint, photo_paths):
     assert "'c.jpg'" in table.column("deepfake_error")[2].as_py()
     with pytest.raises(KeyError, match="read_binary_files calls it 'bytes'"):
         RayDeepfakeScorer(tiny_checkpoint, device="cpu")(batch)
+
+
+def test_cli_engine_ray(folder, tiny_checkpoint, tmp_path):
+    """The real CLI in a subprocess (its own local Ray cluster) gives the library's rows."""
+    out = tmp_path / "cli.parquet"
+    cmd = [sys.executable, "-m", "curate.cli", "score", folder, "-o", str(out)]
+    cmd += ["--model", tiny_checkpoint, "--device", "cpu", "--batch-size", "2", "--engine", "ray"]
+    env = dict(os.environ, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pq.read_table(out)
+    files = [os.path.join(folder, n) for n in sorted(os.listdir(folder))]
+    _assert_same(_by_name(table, lambda r: r["image"]["path"]), _local(tiny_checkpoint, files))
+    assert pq.read_schema(out).metadata[b"curate.engine"] == b"ray"
+    bad = subprocess.run(
+        [
+            *cmd[:5],
+            "-o",
+            str(tmp_path / "x.parquet"),
+            "--num-gpus",
+            "2",
+            "--model",
+            tiny_checkpoint,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if not torch.cuda.is_available():
+        assert bad.returncode == 2
+        assert "--num-gpus 2 but this machine has 0 CUDA GPU(s)" in bad.stderr
+        assert "Traceback" not in bad.stderr

@@ -21,6 +21,7 @@ what `curate score --engine ray` runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -31,6 +32,8 @@ import numpy as np
 import pyarrow as pa
 
 from curate.scorer import DeepfakeScorer
+
+logger = logging.getLogger(__name__)
 
 # Ray column types of the scorer's output (the same as curate.parquet's).
 _SCORE_TYPES = {
@@ -144,6 +147,15 @@ def score_ray_dataset(
         batch_size = 4 * (forward if isinstance(forward, int) else 64)
     settings["path_column"] = path_column
     sizes = concurrency if isinstance(concurrency, tuple) else (concurrency, concurrency)
+    if num_gpus and ray.is_initialized() and cluster_gpus < num_gpus * sizes[0]:
+        # Not an error: an autoscaling cluster may add GPU nodes once the actors ask.
+        logger.warning(
+            "%d scorer actor(s) with %s GPU each, but the Ray cluster has %d GPU(s) now: "
+            "they wait until GPUs join",
+            sizes[0],
+            num_gpus,
+            cluster_gpus,
+        )
     return ds.map_batches(
         RayDeepfakeScorer,
         fn_constructor_kwargs=settings,
