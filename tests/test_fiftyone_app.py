@@ -100,6 +100,21 @@ def _run_detect_in_app(page, url: str, ds, model: str, shots: Path) -> None:
     page.wait_for_timeout(2000)
     page.screenshot(path=str(shots / "5-scored.png"), full_page=True)
 
+    # Act on the scores with the form's defaults: tag what is synthetic at 0.5.
+    page.keyboard.press("`")
+    page.keyboard.type("Act on deepfake scores")
+    choice = page.get_by_text("apply_deepfake_threshold", exact=True)
+    choice.wait_for(timeout=30_000)
+    choice.click()
+    page.get_by_text("kept,", exact=False).first.wait_for(timeout=60_000)  # outcome preview
+    page.screenshot(path=str(shots / "6-act-form.png"))
+    page.get_by_role("button", name="Execute", exact=True).click()
+    deadline = time.time() + 60
+    while time.time() < deadline and not ds.count_sample_tags():
+        time.sleep(0.5)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(shots / "7-tagged.png"), full_page=True)
+
 
 def test_detect_deepfakes_from_the_app(app_dataset, tiny_checkpoint, tmp_path):
     ds = app_dataset
@@ -132,3 +147,7 @@ def test_detect_deepfakes_from_the_app(app_dataset, tiny_checkpoint, tmp_path):
     assert probs == ref["fake_prob"]
     assert errors == ref["deepfake_error"]
     assert sum(e is not None for e in errors) == 1
+    tags = dict(zip(paths, ds.values("tags"), strict=True))
+    for path, p in zip(paths, probs, strict=True):
+        want = ["deepfake_unscored"] if p is None else ["synthetic"] if p >= 0.5 else []
+        assert tags[path] == want, (path, p)
