@@ -469,3 +469,26 @@ def test_non_image_target_is_refused_in_the_form(tiny_checkpoint):
         assert "Only images can be scored; this target holds video" in msg
     finally:
         ds.delete()
+
+
+def test_detect_form_previews_work_and_warns_about_another_model(
+    dataset, tiny_checkpoint, swapped_checkpoint
+):
+    from fiftyone.operators.executor import ExecutionContext
+
+    foo.get_operator(DETECT)(dataset.limit(3), model=tiny_checkpoint)
+
+    def notices(**params) -> dict:
+        ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
+        form = foo.get_operator(DETECT).resolve_input(ctx)
+        props = form.type.properties
+        return {k: props[k].view.label for k in ("summary", "other_model") if k in props}
+
+    n = len(dataset)
+    assert notices(model=tiny_checkpoint) == {"summary": f"{n} of {n} samples will be scored"}
+    got = notices(model=swapped_checkpoint, skip_existing=True)
+    assert got["summary"] == f"{n - 3} of {n} samples will be scored"
+    assert (
+        got["other_model"]
+        == f"'fake_prob' holds scores from {tiny_checkpoint}; existing ones are kept"
+    )

@@ -80,6 +80,16 @@ class DetectDeepfakes(foo.Operator):
                 "summary",
                 types.Notice(label=f"{len(todo)} of {len(target)} samples will be scored"),
             )
+            prob_field = _text(ctx, "prob_field", cfo.PROB_FIELD)
+            before = cfo.scoring_settings(target, prob_field).get("curate.model")
+            if before and before != _text(ctx, "model", default_model()):
+                keep = "are kept" if ctx.params.get("skip_existing") else "are overwritten"
+                inputs.view(
+                    "other_model",
+                    types.Warning(
+                        label=f"'{prob_field}' holds scores from {before}; existing ones {keep}"
+                    ),
+                )
         return types.Property(inputs, view=types.View(label="Detect deepfakes"))
 
     def execute(self, ctx):
