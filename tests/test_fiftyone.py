@@ -169,6 +169,23 @@ def test_detect_delegated(dataset, tiny_checkpoint, reference):
     assert_matches_scorer(dataset, reference)
 
 
+def test_detect_delegated_in_a_monitored_worker_process(dataset, tiny_checkpoint, reference):
+    """`fiftyone delegated launch --monitor` runs each operation in a spawned process."""
+    foo.get_operator(DETECT)(dataset, model=tiny_checkpoint, delegate=True)
+    service = DelegatedOperationService()
+    (result,) = service.execute_queued_operations(
+        operator=DETECT,
+        dataset_name=dataset.name,
+        limit=1,
+        log=True,
+        monitor=True,
+        check_interval_seconds=1,
+    )
+    assert result.error is None, result.error
+    dataset.reload()  # another process wrote the fields
+    assert_matches_scorer(dataset, reference)
+
+
 class CountingScorer(DeepfakeScorer):
     """The real scorer, counting what it is asked to score; can fail on the n-th call."""
 
