@@ -83,7 +83,8 @@ class DeepfakeScorer:
             "torch" on CUDA and "pil" elsewhere.
         decode: "cpu" (PIL on worker threads) or "nvjpeg": JPEGs decoded in batches on the
             GPU by torchvision, anything else (and any JPEG nvJPEG refuses) on CPU.
-        compile: `torch.compile` the model once loaded (slow first batch, faster after).
+        compile: `torch.compile` the model once loaded (slow first batch, faster after; on
+            CPU with inductor's weight freezing).
         provenance: also report provenance evidence (C2PA, generator metadata) read from
             the file bytes: True, "watermark" (adds the opt-in invisible-watermark check) or
             a `curate.provenance.ProvenanceChecker`; see README "Provenance evidence".
@@ -174,7 +175,11 @@ class DeepfakeScorer:
                 )
                 self._check_options(detector)
                 if self.compile:
-                    detector.model = torch.compile(detector.model)
+                    # On CPU, freezing lets inductor prepack the weights for oneDNN and fuse
+                    # bias + GELU into the GEMMs: measured 1.3x over eager in bf16 (RESULTS.md).
+                    cpu = detector.device.type == "cpu"
+                    options = {"freezing": True} if cpu else None
+                    detector.model = torch.compile(detector.model, options=options)
                 self._detector = detector
             return self._detector
 
