@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-base}
 PYTHON=${PYTHON:-python3}
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off
+# PYTHONWARNINGS silences setuptools' build-time notices about editable installs.
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off PYTHONWARNINGS=ignore
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # shellcheck disable=SC1091
