@@ -160,6 +160,7 @@ class DeepfakeScorer:
         self._lock = threading.Lock()
         # Largest forward batch known to fit; lowered on an out-of-memory error.
         self._max_forward: int | None = None
+        self._auto_chunk: int | None = None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._settings().items())
@@ -204,7 +205,13 @@ class DeepfakeScorer:
         """Images decoded and sent to the model together (`batch_size`, resolved if "auto")."""
         if self.batch_size != "auto":
             return self.batch_size
-        detector = detector or self.detector
+        if self._auto_chunk is None:
+            # Sized once: later, the caching allocator's own blocks would read as used.
+            self._auto_chunk = self._fit_batch(detector or self.detector)
+        return self._auto_chunk
+
+    @staticmethod
+    def _fit_batch(detector: Detector) -> int:
         if detector.device.type != "cuda":
             return 8
         free, _ = torch.cuda.mem_get_info(detector.device)
