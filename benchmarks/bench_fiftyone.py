@@ -6,7 +6,7 @@ over the file paths, then `detect_deepfakes` through `fiftyone.operators.execute
 every chunk), alternating, best of `--repeats`. Both include building the scorer and loading
 the model, i.e. what a user waits for. Needs a FiftyOne database (a temporary one is used).
 
-    python benchmarks/bench_fiftyone.py --images 256               # tiny model: the harsh case
+    python benchmarks/bench_fiftyone.py                           # tiny model: the harsh case
     python benchmarks/bench_fiftyone.py --images 48 --full-size    # the real model's cost
 """
 
@@ -43,7 +43,7 @@ def make_images(folder: Path, n: int, size: tuple[int, int]) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--size", default="1024x768", help="image size WxH (default 1024x768)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
