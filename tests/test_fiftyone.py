@@ -509,3 +509,46 @@ def test_detect_form_previews_work_and_warns_about_another_model(
         got["other_model"]
         == f"'fake_prob' holds scores from {tiny_checkpoint}; existing ones are kept"
     )
+
+
+def test_plugin_installs_with_fiftyone_plugins_download(tmp_path):
+    """The README's install command, against an archive of the repository served on loopback
+    (GitHub cannot be reached here; `fiftyone plugins download` treats both the same way)."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    repo = tmp_path / "src" / "curate-main"
+    shutil.copytree(
+        REPO / "plugins", repo / "plugins", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.make_archive(str(tmp_path / "www" / "curate-main"), "zip", tmp_path / "src")
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www")
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = tmp_path / "fo-plugins"
+    env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(target))
+    cli = str(Path(sys.executable).with_name("fiftyone"))
+    url = f"http://127.0.0.1:{server.server_address[1]}/curate-main.zip"
+    try:
+        run = subprocess.run(
+            [cli, "plugins", "download", url, "--plugin-names", "@curate/deepfakes"],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr[-2000:]
+    installed = target / "@curate" / "deepfakes"
+    assert (installed / "fiftyone.yml").exists() and (installed / "assets" / "icon.svg").exists()
+    plugins = subprocess.run(
+        [cli, "plugins", "list"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "@curate/deepfakes" in plugins.stdout, plugins.stderr[-2000:]
+    ops = subprocess.run(
+        [cli, "operators", "list"], capture_output=True, text=True, env=env, timeout=120
+    )
+    for uri in (DETECT, ACT, EXPORT):
+        assert uri in ops.stdout, ops.stderr[-2000:]
