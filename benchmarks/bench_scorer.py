@@ -10,7 +10,7 @@ the time goes (decode + resize on CPU threads, host-to-device transfer + device 
 forward), each stage timed alone.
 
     python benchmarks/bench_scorer.py --images 12
-    python benchmarks/bench_scorer.py --device cuda --images 2048 --configs bf16:auto,bf16:auto:compile --no-reference
+    python benchmarks/bench_scorer.py --device cuda --images 2048 --configs bf16:auto,bf16:auto:nvjpeg --no-reference
 
 A config is DTYPE[:BATCH][:OPTION...] with options compile, torch (resize on the device),
 pil, nvjpeg, draft; e.g. `bf16:4`, `fp32:8:torch`, `bf16:auto:nvjpeg`.
