@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from datasets import Dataset, Image, load_dataset
+from PIL import Image as PILImage
 
 from curate import DeepfakeScorer
 
@@ -116,13 +117,20 @@ def test_binary_files_with_broken_files_to_parquet(cluster, folder, tiny_checkpo
         write_scored_parquet(scored, out, image_column="bytes")
 
 
-def test_read_images_numpy(cluster, photo_paths, tiny_checkpoint):
+def test_read_images_numpy(cluster, photo_paths, tiny_checkpoint, tmp_path):
     ds = ray.data.read_images(photo_paths, include_paths=True)
     scored = score_ray_dataset(ds, model=tiny_checkpoint, device="cpu", concurrency=1)
-    table = scored.to_arrow_refs()
-    table = pa.concat_tables(ray.get(table))
+    table = pa.concat_tables(ray.get(scored.to_arrow_refs()))
     assert "image" in table.column_names  # the whole batch came back, not only the scores
     _assert_same(_by_name(table, lambda r: r["path"]), _local(tiny_checkpoint, photo_paths))
+    # Written in the project's schema: decoded arrays stored losslessly (PNG), path kept.
+    write_scored_parquet(scored, tmp_path / "out")
+    back = load_dataset("parquet", data_dir=str(tmp_path / "out"), split="train")
+    assert back.features["image"] == Image()
+    for row in back:
+        want = np.asarray(PILImage.open(row["path"]).convert("RGB"))
+        got = np.asarray(row["image"].convert("RGB"))
+        np.testing.assert_array_equal(got, want)
 
 
 def test_read_parquet_hf_structs(cluster, photo_paths, tiny_checkpoint, tmp_path):

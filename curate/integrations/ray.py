@@ -174,7 +174,7 @@ def _image_struct_batch(
 
     from curate.parquet import IMAGE_TYPE, image_struct
 
-    values = BlockAccessor.for_block(table).to_numpy(image_column)
+    values = [_squeeze(v) for v in BlockAccessor.for_block(table).to_numpy(image_column)]
     paths = (
         table.column(path_column).to_pylist()
         if path_column and path_column in table.column_names
@@ -204,14 +204,13 @@ def _project_schema(first: pa.Table, metadata: Mapping[str, str] | None) -> pa.S
 def _with_image_struct(ds, image_column: str, path_column: str | None):
     """`ds` with its image column as the HF struct named "image" (and `path_column` folded
     into it when the images are bytes)."""
-    fold = path_column if image_column != "image" else None
     ds = ds.map_batches(
         _image_struct_batch,
-        fn_kwargs={"image_column": image_column, "path_column": fold, "out_column": "image"},
+        fn_kwargs={"image_column": image_column, "path_column": path_column, "out_column": "image"},
         batch_format="pyarrow",
     )
-    if fold:
-        ds = ds.drop_columns([fold])
+    if path_column and image_column != "image":  # read_binary_files: the path is in the struct
+        ds = ds.drop_columns([path_column])
     return ds
 
 
