@@ -43,6 +43,37 @@ def swapped_checkpoint(tiny_checkpoint, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def checkpoint_512(tmp_path_factory) -> str:
+    """512x512 input like the real checkpoint (narrow and shallow, so cheap), logit-gap
+    std ~4: for bounds that depend on the input size (resize, draft decoding, bf16)."""
+    return build_random_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "tiny512",
+        image_size=512,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        classifier_scale=SPREAD,
+    )
+
+
+@pytest.fixture(scope="session")
+def jpegs_of_size(tmp_path_factory, photo_paths):
+    """`jpegs_of_size(w, h)`: the example photos resized (Lanczos) to w x h, as JPEG q92."""
+
+    def make(width: int, height: int) -> list[str]:
+        d = tmp_path_factory.mktemp(f"jpeg{width}x{height}")
+        paths = []
+        for i, p in enumerate(photo_paths):
+            img = Image.open(p).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+            img.save(d / f"{i}.jpg", quality=92)
+            paths.append(str(d / f"{i}.jpg"))
+        return paths
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def photo_paths() -> list[str]:
     """The project's real example photos (JPEG and a greyscale PNG)."""
     return sorted(str(p) for p in EXAMPLE_IMAGES.iterdir() if p.suffix in (".jpg", ".png"))

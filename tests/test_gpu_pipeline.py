@@ -16,7 +16,6 @@ from PIL import Image
 
 from curate import DeepfakeScorer
 from curate.preprocess import _nvjpeg_input, decode_jpegs_on_device
-from curate.testing import build_random_checkpoint
 
 # resize="torch" against the exact PIL path, measured on a 512x512 random SigLIP with a
 # logit-gap std of ~4 (README "Fidelity" quotes these): ~1 MP JPEGs, the case the GPU
@@ -29,28 +28,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @pytest.fixture(scope="module")
-def ckpt512(tmp_path_factory) -> str:
-    """512x512 like the real checkpoint (narrow and shallow, so cheap), logit-gap std ~4."""
-    return build_random_checkpoint(
-        tmp_path_factory.mktemp("ckpt") / "gpu512",
-        image_size=512,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        classifier_scale=4.0,
-    )
-
-
-@pytest.fixture(scope="module")
-def jpegs_1mp(tmp_path_factory, photo_paths) -> list[str]:
-    d = tmp_path_factory.mktemp("1mp")
-    paths = []
-    for i, p in enumerate(photo_paths):
-        img = Image.open(p).convert("RGB").resize((1200, 900), Image.Resampling.LANCZOS)
-        img.save(d / f"{i}.jpg", quality=92)
-        paths.append(str(d / f"{i}.jpg"))
-    return paths
+def jpegs_1mp(jpegs_of_size) -> list[str]:
+    return jpegs_of_size(1200, 900)
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +44,10 @@ def _logits(out: dict) -> np.ndarray:
     return np.stack([out["fake_logit"], out["real_logit"]], axis=1)
 
 
-def test_torch_resize_bound(ckpt512, jpegs_1mp, small_images):
+def test_torch_resize_bound(checkpoint_512, jpegs_1mp, small_images):
     kw = dict(device="cpu", with_logits=True, batch_size=4)
-    pil = DeepfakeScorer(ckpt512, resize="pil", **kw)
-    dev = DeepfakeScorer(ckpt512, resize="torch", **kw)
+    pil = DeepfakeScorer(checkpoint_512, resize="pil", **kw)
+    dev = DeepfakeScorer(checkpoint_512, resize="torch", **kw)
     assert dev.resize_mode() == "torch" and pil.resize_mode() == "pil"
     big = np.abs(_logits(dev.score_images(jpegs_1mp)) - _logits(pil.score_images(jpegs_1mp)))
     assert 0 < big.max() <= TORCH_RESIZE_MAX_DLOGIT_1MP  # not identical: the path really ran
@@ -76,12 +55,12 @@ def test_torch_resize_bound(ckpt512, jpegs_1mp, small_images):
     assert np.abs(small).max() <= TORCH_RESIZE_MAX_DLOGIT_SMALL
 
 
-def test_torch_resize_catches_a_wrong_filter(ckpt512, jpegs_1mp):
+def test_torch_resize_catches_a_wrong_filter(checkpoint_512, jpegs_1mp):
     """The bound has power: resizing on the device without antialiasing breaks it."""
     import curate.preprocess as pre
 
     kw = dict(device="cpu", with_logits=True, batch_size=4)
-    ref = _logits(DeepfakeScorer(ckpt512, resize="pil", **kw).score_images(jpegs_1mp))
+    ref = _logits(DeepfakeScorer(checkpoint_512, resize="pil", **kw).score_images(jpegs_1mp))
     real_interpolate = torch.nn.functional.interpolate
 
     def aliased(*args, **kwargs):
@@ -89,7 +68,7 @@ def test_torch_resize_catches_a_wrong_filter(ckpt512, jpegs_1mp):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pre.torch.nn.functional, "interpolate", aliased)
-        bad = _logits(DeepfakeScorer(ckpt512, resize="torch", **kw).score_images(jpegs_1mp))
+        bad = _logits(DeepfakeScorer(checkpoint_512, resize="torch", **kw).score_images(jpegs_1mp))
     assert np.abs(bad - ref).max() > 5 * TORCH_RESIZE_MAX_DLOGIT_1MP  # measured 0.048
 
 
@@ -221,7 +200,7 @@ def test_compile(tiny_checkpoint, photo_paths):
 
 @pytest.mark.gpu
 @needs_cuda
-def test_gpu_pipeline_matches_cpu(ckpt512, jpegs_1mp, broken_images, monkeypatch):
+def test_gpu_pipeline_matches_cpu(checkpoint_512, jpegs_1mp, broken_images, monkeypatch):
     """On CUDA: resize on the GPU (and nvJPEG when torchvision is there) in fp32 stays within
     the CPU bound of the exact path; broken rows still come back as rows."""
     # TF32 convolutions (cuDNN's default) would add their own error to the comparison.
@@ -229,7 +208,7 @@ def test_gpu_pipeline_matches_cpu(ckpt512, jpegs_1mp, broken_images, monkeypatch
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     images = jpegs_1mp + list(broken_images.values())
     n = len(jpegs_1mp)
-    ref = DeepfakeScorer(ckpt512, device="cpu", with_logits=True).score_images(jpegs_1mp)
+    ref = DeepfakeScorer(checkpoint_512, device="cpu", with_logits=True).score_images(jpegs_1mp)
     decodes = ["cpu"]
     try:
         import torchvision.io  # noqa: F401
@@ -239,7 +218,7 @@ def test_gpu_pipeline_matches_cpu(ckpt512, jpegs_1mp, broken_images, monkeypatch
         pass
     for decode in decodes:
         gpu = DeepfakeScorer(
-            ckpt512, device="cuda", dtype="float32", decode=decode, with_logits=True
+            checkpoint_512, device="cuda", dtype="float32", decode=decode, with_logits=True
         )
         assert gpu.resize_mode() == "torch"
         out = gpu.score_images(images)
@@ -250,7 +229,7 @@ def test_gpu_pipeline_matches_cpu(ckpt512, jpegs_1mp, broken_images, monkeypatch
 
 @pytest.mark.gpu
 @needs_cuda
-def test_gpu_auto_batch_size(ckpt512, jpegs_1mp):
-    scorer = DeepfakeScorer(ckpt512, device="cuda", batch_size="auto")
+def test_gpu_auto_batch_size(checkpoint_512, jpegs_1mp):
+    scorer = DeepfakeScorer(checkpoint_512, device="cuda", batch_size="auto")
     assert 1 <= scorer.chunk_size() <= 512
     assert all(e is None for e in scorer.score_images(jpegs_1mp)["deepfake_error"])

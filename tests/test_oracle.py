@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from curate import DeepfakeScorer
-from curate.testing import ReferenceDetector, build_random_checkpoint
+from curate.testing import ReferenceDetector
 
 
 @pytest.fixture(scope="module")
@@ -77,28 +77,8 @@ def test_label_order_is_read_from_the_checkpoint(tiny_checkpoint, swapped_checkp
 
 
 @pytest.fixture(scope="module")
-def full_res_checkpoint(tmp_path_factory):
-    """512x512 like the real checkpoint (narrow and shallow, so cheap), logit-gap std ~4."""
-    return build_random_checkpoint(
-        tmp_path_factory.mktemp("ckpt") / "tiny512",
-        image_size=512,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        classifier_scale=4.0,
-    )
-
-
-@pytest.fixture(scope="module")
-def large_jpegs(tmp_path_factory, photo_paths):
-    d = tmp_path_factory.mktemp("mp")
-    paths = []
-    for i, p in enumerate(photo_paths):
-        img = Image.open(p).convert("RGB").resize((2048, 1536), Image.Resampling.LANCZOS)
-        img.save(d / f"{i}.jpg", quality=92)
-        paths.append(str(d / f"{i}.jpg"))
-    return paths
+def large_jpegs(jpegs_of_size):
+    return jpegs_of_size(2048, 1536)  # drafted to 1024x768 for a 512x512 model
 
 
 # Bounds of the explicit fast options, measured at the real checkpoint's 512x512 input on
@@ -107,16 +87,16 @@ BF16_MAX_DP = 0.02  # measured 0.005 here; DESIGN.md reports up to 0.017
 DRAFT_MAX_DLOGIT = 0.03  # measured 0.012 here; DESIGN.md reports up to 0.017
 
 
-def test_bfloat16_bound(full_res_checkpoint, large_jpegs):
+def test_bfloat16_bound(checkpoint_512, large_jpegs):
     kw = dict(device="cpu", with_logits=True)
-    _, p32 = _scored(DeepfakeScorer(full_res_checkpoint, dtype="float32", **kw), large_jpegs)
-    _, p16 = _scored(DeepfakeScorer(full_res_checkpoint, dtype="bfloat16", **kw), large_jpegs)
+    _, p32 = _scored(DeepfakeScorer(checkpoint_512, dtype="float32", **kw), large_jpegs)
+    _, p16 = _scored(DeepfakeScorer(checkpoint_512, dtype="bfloat16", **kw), large_jpegs)
     assert np.abs(p16 - p32).max() <= BF16_MAX_DP
 
 
-def test_draft_decoding_bound(full_res_checkpoint, large_jpegs):
+def test_draft_decoding_bound(checkpoint_512, large_jpegs):
     kw = dict(device="cpu", with_logits=True)
-    full, _ = _scored(DeepfakeScorer(full_res_checkpoint, **kw), large_jpegs)
-    draft, _ = _scored(DeepfakeScorer(full_res_checkpoint, draft=True, **kw), large_jpegs)
+    full, _ = _scored(DeepfakeScorer(checkpoint_512, **kw), large_jpegs)
+    draft, _ = _scored(DeepfakeScorer(checkpoint_512, draft=True, **kw), large_jpegs)
     diff = np.abs(draft - full).max()
     assert 0 < diff <= DRAFT_MAX_DLOGIT  # not identical (draft really ran), but close
