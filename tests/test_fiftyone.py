@@ -133,6 +133,12 @@ def test_detect_immediate_matches_scorer(dataset, tiny_checkpoint, reference):
     assert settings["curate.model"] == tiny_checkpoint
 
 
+def test_score_samples_with_auto_batch_size(dataset, tiny_checkpoint, reference):
+    summary = cfo.score_samples(dataset, DeepfakeScorer(tiny_checkpoint, batch_size="auto"))
+    assert summary.scored + summary.failed == len(dataset)
+    assert_matches_scorer(dataset, reference)
+
+
 def test_detect_via_operator_call_and_selected_samples(dataset, tiny_checkpoint, reference):
     detect = foo.get_operator(DETECT)
     view = dataset.limit(4)

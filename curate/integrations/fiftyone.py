@@ -220,7 +220,7 @@ def iter_score_samples(
         todo = pending_samples(samples, prob_field, error_field, retry_failed)
     ids, paths = todo.values(["id", "filepath"])
     summary.skipped = summary.total - len(ids)
-    chunk = int(chunk_size or max(4 * scorer.batch_size, 32))
+    chunk = int(chunk_size or max(4 * scorer.chunk_size(detector), 32))
     if chunk < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     dataset = samples._dataset
