@@ -175,6 +175,14 @@ class DeepfakeScorer:
                     self.model, self.revision, self.device, self.dtype, rank=rank
                 )
                 self._check_options(detector)
+                fitted_for = self.calibration.model if self.calibration is not None else None
+                if fitted_for and fitted_for != self.model:
+                    logger.warning(
+                        "calibration was fitted for %r but the scorer uses %r: its "
+                        "probabilities may be miscalibrated",
+                        fitted_for,
+                        self.model,
+                    )
                 if self.compile:
                     # On CPU, freezing lets inductor prepack the weights for oneDNN and fuse
                     # bias + GELU into the GEMMs: measured 1.3x over eager in bf16 (RESULTS.md).

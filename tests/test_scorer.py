@@ -179,3 +179,15 @@ def test_cache_is_reused_by_a_new_process(tiny_checkpoint, photo_paths, tmp_path
     assert rc != 0 and "ModelLoadError" in err
     assert Path(cache).exists() and os.path.getsize(cache) > 0
     assert load_from_disk(str(saved)).num_rows == len(photo_paths)
+
+
+def test_calibration_for_another_model_is_flagged(tiny_checkpoint, caplog):
+    from curate.calibration import Calibration
+
+    DeepfakeScorer(tiny_checkpoint, calibration=Calibration.temperature(2.0, model="other")).load()
+    assert "fitted for 'other'" in caplog.text
+    caplog.clear()
+    DeepfakeScorer(
+        tiny_checkpoint, calibration=Calibration.temperature(2.0, model=tiny_checkpoint)
+    ).load()
+    assert "fitted for" not in caplog.text
