@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 # Before anything imports huggingface_hub: tests never reach the Hub.
@@ -22,6 +24,24 @@ from curate.testing import build_random_checkpoint, swap_labels  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_IMAGES = REPO / "examples" / "images"
 SEED_CARD = REPO.parent / "shared" / "seed" / "open-deepfake-detection-model-card.md"
+
+# The CLI's environment in tests: offline, wide plain output so tables do not wrap, and no
+# CURATE_MODEL from the caller's shell.
+CLI_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "NO_COLOR": "1"}
+CLI_ENV.pop("CURATE_MODEL", None)
+
+
+def run_curate(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    """The real `curate` command in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "curate.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=CLI_ENV,
+        timeout=timeout,
+    )
+
 
 # Classifier scale at which the tiny random model's logit gap has a std of about 4 on real
 # photos, so probabilities spread over (0, 1) and preprocessing mistakes show.

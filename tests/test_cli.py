@@ -21,26 +21,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import CLI_ENV
+from conftest import run_curate as curate
 from PIL import Image
 
 from curate import DeepfakeScorer
 from curate.parquet import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
-# Wide, plain output so tables do not wrap; offline like every test.
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "NO_COLOR": "1"}
-ENV.pop("CURATE_MODEL", None)
-
-
-def curate(*args, cwd=None, timeout=180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "curate.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=ENV,
-        timeout=timeout,
-    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, match: str) -> None:
@@ -179,7 +167,7 @@ def test_kill_minus_9_then_resume_gives_the_uninterrupted_file(
         [sys.executable, "-m", "curate.cli", "score", str(src), "-o", str(out), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=ENV,
+        env=CLI_ENV,
     )
     deadline = time.monotonic() + 120
     while not list(work.glob("chunk-*.parquet")):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_curate as curate
 from PIL import Image, ImageOps
 
 from curate.calibration import Calibration
@@ -25,18 +24,6 @@ EVAL_FILES = {
     "pr.png",
     "reliability.png",
 }
-
-
-def curate(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "curate.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_curate as _curate
 from PIL import Image, PngImagePlugin
 
 from curate.provenance import (
@@ -637,22 +638,6 @@ def test_filter_drops_c2pa_ai_images_the_score_alone_keeps(tiny_checkpoint, arte
 
 
 # -- the command line -----------------------------------------------------------------------------
-def _curate(*args, cwd=None):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "curate.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
-
-
 def test_cli_score_provenance_and_filter(tiny_checkpoint, artefacts, tmp_path):
     """`curate score --provenance --watermark` on a folder of the artefacts reports each
     file's evidence; `curate filter --remove-strong-evidence` drops the C2PA-declared and
