@@ -6,5 +6,6 @@ bash scripts/setup.sh test
 # shellcheck disable=SC1091
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 FIFTYONE_DO_NOT_TRACK=true RAY_USAGE_STATS_ENABLED=0
-ruff check curate tests plugins benchmarks examples
+ruff check curate tests plugins benchmarks examples scripts
+ruff format --check curate tests plugins benchmarks examples scripts
 python -m pytest -q -ra "$@"
