@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # Before anything imports huggingface_hub: tests never reach the Hub.
@@ -14,6 +15,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# FiftyOne reads its config when first imported: a throwaway database (never the user's) and
+# this checkout's plugins, for every test module that uses it.
+os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-db-")
+os.environ["FIFTYONE_PLUGINS_DIR"] = str(Path(__file__).resolve().parents[1] / "plugins")
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -11,7 +11,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -20,13 +19,6 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = str(REPO / "plugins")
-# FiftyOne reads its config when first imported: point it at a throwaway database (never the
-# user's) and at this checkout's plugins. Skipped when another test module imported it first.
-if "fiftyone" not in sys.modules:
-    os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-db-")
-    os.environ["FIFTYONE_PLUGINS_DIR"] = PLUGINS
-    os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
-    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 fo = pytest.importorskip("fiftyone")
 foo = pytest.importorskip("fiftyone.operators")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,11 +14,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = str(REPO / "plugins")
-if "fiftyone" not in sys.modules:
-    os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-db-")
-    os.environ["FIFTYONE_PLUGINS_DIR"] = PLUGINS
-    os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
-    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
