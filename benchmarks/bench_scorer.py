@@ -124,7 +124,7 @@ def parse_config(spec: str) -> tuple[str, dict]:
 def stage_split(scorer: DeepfakeScorer, paths: list[str]) -> dict[str, float]:
     """Seconds per image of each stage, run alone: decode (+ PIL resize) on the scorer's
     threads; upload + device resize/normalise; forward (synchronised)."""
-    from curate.preprocess import normalize, pinned_batch, resize_on_device
+    from curate.pipeline.preprocess import normalize, pinned_batch, resize_on_device
 
     det = scorer.detector
     size = scorer.chunk_size(det)

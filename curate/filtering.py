@@ -304,7 +304,7 @@ def filter_parquet(
     `progress(rows)` is called after each batch."""
     import pyarrow.parquet as pq
 
-    from curate.parquet import AtomicParquetWriter
+    from curate.io.parquet import AtomicParquetWriter
 
     rule = rule or DecisionRule()
     paths = [scored] if isinstance(scored, (str, os.PathLike)) else list(scored)

@@ -17,26 +17,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from curate.calibration import Calibration, resolve_calibration
-from curate.images import DEFAULT_MAX_PIXELS, read_image
-from curate.model import Detector, default_model, load_detector
-from curate.preprocess import (
+from curate import schema
+from curate.calibration import Calibration, fake_probability, resolve_calibration
+from curate.detectors import Detector, default_model, load_detector, resolve_device, resolve_dtype
+from curate.pipeline.batching import HalvingForward, auto_batch_size
+from curate.pipeline.decode import DEFAULT_MAX_PIXELS, read_image
+from curate.pipeline.nvjpeg import decode_jpegs_on_device
+from curate.pipeline.preprocess import (
     TORCH_RESAMPLE,
-    decode_jpegs_on_device,
     normalize,
     pinned_batch,
     resize,
     resize_on_device,
 )
-from curate.provenance import ProvenanceChecker, resolve_provenance
+from curate.provenance import ProvenanceChecker, describe, resolve_provenance
 
-FAKE, REAL = "Fake", "Real"
-SCORE_COLUMNS = ("fake_prob", "real_prob", "deepfake_label", "deepfake_error")
-LOGIT_COLUMNS = ("fake_logit", "real_logit")
 RESIZE_MODES = ("auto", "pil", "torch")
 DECODE_MODES = ("cpu", "nvjpeg")
-# torch.cuda.OutOfMemoryError is an alias of it on recent torch; older ones only have that.
-OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 logger = logging.getLogger(__name__)
 
 
@@ -158,8 +155,7 @@ class DeepfakeScorer:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid: int | None = None
         self._lock = threading.Lock()
-        # Largest forward batch known to fit; lowered on an out-of-memory error.
-        self._max_forward: int | None = None
+        self._forward_batches: HalvingForward | None = None
         self._auto_chunk: int | None = None
 
     def __repr__(self) -> str:
@@ -189,6 +185,7 @@ class DeepfakeScorer:
                     cpu = detector.device.type == "cpu"
                     options = {"freezing": True} if cpu else None
                     detector.model = torch.compile(detector.model, options=options)
+                self._forward_batches = HalvingForward(detector.device)
                 self._detector = detector
             return self._detector
 
@@ -215,25 +212,8 @@ class DeepfakeScorer:
             return self.batch_size
         if self._auto_chunk is None:
             # Sized once: later, the caching allocator's own blocks would read as used.
-            self._auto_chunk = self._fit_batch(detector or self.detector)
+            self._auto_chunk = auto_batch_size(detector or self.detector)
         return self._auto_chunk
-
-    @staticmethod
-    def _fit_batch(detector: Detector) -> int:
-        if detector.device.type != "cuda":
-            return 8
-        free, _ = torch.cuda.mem_get_info(detector.device)
-        cfg = detector.model.config
-        vision = getattr(cfg, "vision_config", cfg)
-        tokens = (detector.preprocess.height // vision.patch_size) * (
-            detector.preprocess.width // vision.patch_size
-        )
-        # Peak activations of one image (widest layer, a few live copies) plus its pixels in
-        # float32 and a full-size decode; half the free memory, so the estimate may be off 2x.
-        width = max(vision.intermediate_size, 3 * vision.hidden_size)
-        per_image = 4 * tokens * width * detector.dtype.itemsize + 16 * 2**20
-        fits = max(1, int(0.5 * free // per_image))
-        return min(512, 1 << (fits.bit_length() - 1))
 
     @property
     def detector(self) -> Detector:
@@ -250,24 +230,45 @@ class DeepfakeScorer:
     @property
     def columns(self) -> tuple[str, ...]:
         extra = self.provenance.columns if self.provenance is not None else ()
-        return SCORE_COLUMNS + (LOGIT_COLUMNS if self.with_logits else ()) + extra
+        logits = schema.LOGIT_COLUMNS if self.with_logits else ()
+        return schema.SCORE_COLUMNS + logits + extra
 
     @property
     def features(self):
         """`datasets.Features` of the columns this scorer adds."""
-        from datasets import Features, Value
+        return schema.datasets_features(self.columns)
 
-        types = {
-            "fake_prob": "float32",
-            "real_prob": "float32",
-            "deepfake_label": "string",
-            "deepfake_error": "string",
-            "fake_logit": "float32",
-            "real_logit": "float32",
+    def metadata(self, **extra: Any) -> dict[str, str]:
+        """The settings that decide this scorer's scores as `curate.*` Parquet schema-metadata
+        entries (dtype and device type as resolved); `extra` (say `threshold=0.5`) is added."""
+        from curate import __version__
+
+        detector = self._detector
+        if detector is not None:
+            dtype, device = str(detector.dtype).removeprefix("torch."), detector.device.type
+        else:
+            try:
+                dev = resolve_device(self.device)
+                dtype = str(resolve_dtype(self.dtype, dev)).removeprefix("torch.")
+                device = dev.type
+            except ValueError:
+                dtype, device = str(self.dtype), str(self.device)
+        meta: dict[str, Any] = {
+            "model": self.model,
+            "revision": self.revision,
+            "dtype": dtype,
+            "draft": self.draft,
+            "calibration": self.calibration.to_dict() if self.calibration is not None else None,
+            "version": __version__,
+            "resize": self.resize,
+            "decode": self.decode,
+            "max_pixels": self.max_pixels,
+            "device_type": device,
         }
         if self.provenance is not None:
-            types.update(self.provenance.dtypes)
-        return Features({c: Value(types[c]) for c in self.columns})
+            meta["provenance"] = describe(self.provenance)
+        meta.update(extra)
+        return schema.metadata_entries(meta)
 
     # -- scoring ------------------------------------------------------------------------------
     def __call__(self, batch: dict[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
@@ -284,7 +285,7 @@ class DeepfakeScorer:
     def score_images(self, images: Iterable[Any]) -> dict[str, list]:
         """Score a sequence of images; returns one list per output column, in input order."""
         images = list(images)
-        out: dict[str, list] = {c: [None] * len(images) for c in self.columns}
+        out = {c: schema.TypedColumn(c, [None] * len(images)) for c in self.columns}
         if not images:
             return out
         detector = self.detector
@@ -300,7 +301,8 @@ class DeepfakeScorer:
                     pending = prefetch.submit(self._prepare, images[nxt : nxt + size], detector)
                 self._fill(out, start, arrays, errors, detector)
         if self.provenance is not None:
-            out.update(self.provenance.check_many(images, self._executor()))
+            found = self.provenance.check_many(images, self._executor())
+            out.update({c: schema.TypedColumn(c, v) for c, v in found.items()})
         return out
 
     def _prepare(self, items: list[Any], detector: Detector) -> tuple[list, list]:
@@ -337,41 +339,23 @@ class DeepfakeScorer:
     ) -> None:
         ok = [i for i, a in enumerate(arrays) if a is not None]
         for i, err in enumerate(errors):
-            out["deepfake_error"][start + i] = err
+            out[schema.ERROR][start + i] = err
         if not ok:
             return
-        logits = self._forward([arrays[i] for i in ok], detector)
-        fake_logit = logits[:, detector.fake_index]
-        real_logit = logits[:, detector.real_index]
-        fake_prob = self.fake_probability(fake_logit, real_logit)
+        logits = self._forward_batches(
+            lambda rows: self._logits_of(rows, detector), [arrays[i] for i in ok]
+        )
+        fake_prob = self.fake_probability(logits, detector)
+        real_prob = np.float32(1.0) - fake_prob
         for j, i in enumerate(ok):
             row = start + i
             p = float(fake_prob[j])
-            out["fake_prob"][row] = p
-            out["real_prob"][row] = float(np.float32(1.0) - fake_prob[j])
-            out["deepfake_label"][row] = FAKE if p > 0.5 else REAL
+            out[schema.FAKE_PROB][row] = p
+            out[schema.REAL_PROB][row] = float(real_prob[j])
+            out[schema.LABEL][row] = schema.label_for(p)
             if self.with_logits:
-                out["fake_logit"][row] = float(fake_logit[j])
-                out["real_logit"][row] = float(real_logit[j])
-
-    def _forward(self, arrays: list, detector: Detector) -> np.ndarray:
-        """Logits for prepared rows, in forward batches that fit: an out-of-memory error halves
-        the batch for this and every later call, down to one image (which then raises)."""
-        step = min(len(arrays), self._max_forward or len(arrays))
-        outs, i = [], 0
-        while i < len(arrays):
-            try:
-                outs.append(self._logits_of(arrays[i : i + step], detector))
-                i += step
-            except OutOfMemoryError:
-                if step == 1:
-                    raise
-                step = (step + 1) // 2
-                self._max_forward = step
-                if detector.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                logger.warning("out of memory: forward batch halved to %d images", step)
-        return np.concatenate(outs)
+                out[schema.FAKE_LOGIT][row] = float(logits[j, detector.fake_index])
+                out[schema.REAL_LOGIT][row] = float(logits[j, detector.real_index])
 
     def _logits_of(self, arrays: list, detector: Detector) -> np.ndarray:
         if self.resize_mode(detector) == "torch":
@@ -389,9 +373,8 @@ class DeepfakeScorer:
         with torch.inference_mode():
             return detector.logits(pixel_values).cpu().numpy()
 
-    def fake_probability(self, fake_logit: np.ndarray, real_logit: np.ndarray) -> np.ndarray:
-        """Softmax over the Fake/Real pair (= sigmoid of the logit gap), calibrated if asked."""
-        gap = fake_logit.astype(np.float64) - real_logit.astype(np.float64)
-        if self.calibration is not None:
-            gap = self.calibration.slope * gap + self.calibration.intercept
-        return (1.0 / (1.0 + np.exp(-gap))).astype(np.float32)
+    def fake_probability(self, logits: np.ndarray, detector: Detector | None = None) -> np.ndarray:
+        """float32 fake_prob of each row of logits: the softmax mass of the synthetic classes
+        (sigmoid of the detector's logit gap), calibrated if this scorer has a calibration."""
+        detector = detector or self.detector
+        return fake_probability(detector.logit_gap(logits), self.calibration).astype(np.float32)

@@ -13,7 +13,7 @@ from datasets import Image, load_dataset
 
 from curate import DeepfakeScorer, score_dataset
 from curate.filtering import DecisionRule, filter_synthetic
-from curate.parquet import scoring_metadata, write_parquet
+from curate.io.parquet import write_parquet
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     rows = write_parquet(
         kept.iter(batch_size=64),
         args.output,
-        metadata=scoring_metadata(scorer, **rule.to_metadata()),
+        metadata=scorer.metadata(**rule.to_metadata()),
         overwrite=args.overwrite,
     )
     print(f"wrote {rows} rows to {args.output}")

@@ -12,7 +12,7 @@ import socket
 import sys
 from pathlib import Path
 
-from curate.model import DEFAULT_MODEL, MODEL_ENV_VAR
+from curate.detectors import DEFAULT_MODEL, MODEL_ENV_VAR
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

@@ -11,7 +11,8 @@ import pytest
 
 from curate import DeepfakeScorer
 from curate.filtering import DecisionRule, filter_parquet, filter_synthetic, outcome_counts
-from curate.parquet import read_metadata, write_parquet
+from curate.io.parquet import curate_metadata as read_metadata
+from curate.io.parquet import write_parquet
 
 GRID = [0.0, 0.1, 0.29999, 0.3, 0.30001, 0.5, 0.6999, 0.7, 0.9, 1.0, None, math.nan]
 

@@ -5,7 +5,7 @@ sample's `filepath`, hands chunks of paths to `DeepfakeScorer.score_images` and 
 it returns back by sample id (`fake_prob` float, `deepfake` Classification, and the reason
 when an image cannot be read). `apply_decision` turns a `curate.filtering.DecisionRule` into
 tags, a saved view or deletions; `export_parquet` writes a view through
-`curate.parquet.write_parquet`. The plugin in `plugins/curate` is a thin front end over these.
+`curate.io.parquet.write_parquet`. The plugin in `plugins/curate` is a thin front end over these.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import numpy as np
 
 from curate.filtering import KEEP, OUTCOMES, REMOVE, REVIEW, UNSCORED, DecisionRule
 from curate.provenance import PROVENANCE_COLUMNS, WATERMARK_COLUMN
-from curate.scorer import FAKE, DeepfakeScorer
+from curate.schema import FAKE
+from curate.scorer import DeepfakeScorer
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -149,7 +150,12 @@ def model_problem(model: str, revision: str | None = None) -> str | None:
     are read), or None. Cached, because App forms call it on every change."""
     from transformers.utils import cached_file
 
-    from curate.model import ModelLoadError, _hub_error, label_indices, load_preprocess_config
+    from curate.detectors import (
+        ModelLoadError,
+        label_indices,
+        load_preprocess_config,
+        model_load_error,
+    )
 
     if not model or not model.strip():
         return "model must not be empty"
@@ -158,7 +164,7 @@ def model_problem(model: str, revision: str | None = None) -> str | None:
         try:
             config_path = cached_file(model, "config.json", revision=revision)
         except OSError as exc:
-            raise _hub_error(model, exc) from None
+            raise model_load_error(model, exc) from None
         with open(config_path, encoding="utf-8") as f:
             label_indices(json.load(f).get("id2label") or {})
     except ModelLoadError as exc:
@@ -337,10 +343,8 @@ def _write(
 
 
 def _record_settings(dataset, scorer: DeepfakeScorer, prob: str, label: str, error: str) -> None:
-    from curate.parquet import scoring_metadata
-
     info = dict(dataset.info.get(INFO_KEY) or {})
-    info[prob] = dict(scoring_metadata(scorer), label_field=label, error_field=error)
+    info[prob] = dict(scorer.metadata(), label_field=label, error_field=error)
     dataset.info[INFO_KEY] = info
     dataset.save()
 
@@ -499,7 +503,7 @@ def export_parquet(
     progress: Callable[[int], Any] | None = None,
 ) -> int:
     """Write `samples` (only those whose outcome under `rule` is in `outcomes`, when a rule
-    is given) to a Parquet file with the images embedded, via `curate.parquet.write_parquet`.
+    is given) to a Parquet file with the images embedded, via `curate.io.parquet.write_parquet`.
 
     Columns: `image` (HF `struct<bytes, path>`), `filepath`, `sample_id`, `tags`, `fake_prob`,
     `real_prob`, `deepfake_label`, `deepfake_error`, `decision` (with a rule), then `fields`
@@ -509,7 +513,7 @@ def export_parquet(
     from datasets import Features, Image, Value
     from datasets import Sequence as HFSequence
 
-    from curate.parquet import write_parquet
+    from curate.io.parquet import write_parquet
 
     bad = [o for o in outcomes if o not in OUTCOMES]
     if bad:

@@ -35,16 +35,6 @@ from curate.scorer import DeepfakeScorer
 
 logger = logging.getLogger(__name__)
 
-# Ray column types of the scorer's output (the same as curate.parquet's).
-_SCORE_TYPES = {
-    "fake_prob": pa.float32(),
-    "real_prob": pa.float32(),
-    "fake_logit": pa.float32(),
-    "real_logit": pa.float32(),
-    "deepfake_label": pa.string(),
-    "deepfake_error": pa.string(),
-}
-
 
 def _require_ray():
     try:
@@ -106,8 +96,7 @@ class RayDeepfakeScorer(DeepfakeScorer):
             ]
         scores = super().__call__({self.image_column: images}, rank)
         for name, values in scores.items():
-            typ = _SCORE_TYPES.get(name)
-            column = pa.array(values, type=typ) if typ is not None else pa.array(values)
+            column = pa.array(values)  # TypedColumn: the contract's type, even when all null
             if name in table.column_names:
                 table = table.set_column(table.column_names.index(name), name, column)
             else:
@@ -172,7 +161,7 @@ def _image_struct_batch(
     """The image column as the HF `struct<bytes, path>` (bytes embedded), named `out_column`."""
     from ray.data.block import BlockAccessor
 
-    from curate.parquet import IMAGE_TYPE, image_struct
+    from curate.io.parquet import IMAGE_TYPE, image_struct
 
     values = [_squeeze(v) for v in BlockAccessor.for_block(table).to_numpy(image_column)]
     paths = (
@@ -195,7 +184,7 @@ def _image_struct_batch(
 
 
 def _project_schema(first: pa.Table, metadata: Mapping[str, str] | None) -> pa.Schema:
-    from curate.parquet import build_schema
+    from curate.io.parquet import build_schema
 
     schema = build_schema(first, image_column="image", metadata=metadata)
     return pa.schema([schema.field(n) for n in first.column_names], metadata=schema.metadata)
@@ -298,11 +287,11 @@ def score_files(
 ) -> int:
     """Score `source` on a Ray cluster into one Parquet file (what `curate score --engine ray`
     runs): reading and scoring are spread over the cluster's actors, the rows stream back in
-    source order into `curate.parquet.write_parquet` (same schema, metadata and atomic
+    source order into `curate.io.parquet.write_parquet` (same schema, metadata and atomic
     write as a local run). `address` is the cluster ("auto", "ray://host:10001"; default: a
     local one). Returns the number of rows written."""
     ray = _require_ray()
-    from curate.parquet import scoring_metadata, write_parquet
+    from curate.io.parquet import write_parquet
 
     if os.path.exists(output) and not overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
@@ -326,5 +315,5 @@ def score_files(
                         im["path"] = os.path.relpath(im["path"], base).replace(os.sep, "/")
             yield batch
 
-    meta = dict(scoring_metadata(scorer, engine="ray"), **(metadata or {}))
+    meta = dict(scorer.metadata(engine="ray"), **(metadata or {}))
     return write_parquet(batches(), output, metadata=meta, overwrite=overwrite)

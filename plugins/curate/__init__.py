@@ -10,9 +10,9 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from curate.calibration import Calibration
+from curate.detectors import default_model, resolve_device
 from curate.filtering import KEEP, REMOVE, REVIEW, UNSCORED, DecisionRule
 from curate.integrations import fiftyone as cfo
-from curate.model import default_model, resolve_device
 from curate.provenance import checker_from_options
 from curate.scorer import DeepfakeScorer
 

@@ -12,17 +12,14 @@ import pytest
 from PIL import Image
 
 from curate import DeepfakeScorer
-from curate.parquet import (
-    IMAGE_TYPE,
-    ParquetExportError,
+from curate.io.parquet import IMAGE_TYPE, ParquetExportError, write_parquet
+from curate.io.parquet import curate_metadata as read_metadata
+from curate.runs import (
     ResumeMismatchError,
     RunInProgressError,
     ScoringRun,
     _WorkLock,
-    read_metadata,
-    scoring_metadata,
     work_dir_for,
-    write_parquet,
 )
 from curate.sources import resolve_source
 
@@ -89,7 +86,7 @@ def test_scoring_metadata_in_the_schema(tmp_path, tiny_checkpoint, photo_paths):
     import curate
 
     scorer = DeepfakeScorer(model=tiny_checkpoint, device="cpu")
-    meta = scoring_metadata(scorer, threshold=0.5, note="x")
+    meta = scorer.metadata(threshold=0.5, note="x")
     assert meta == {
         "curate.model": tiny_checkpoint,
         "curate.revision": "null",

@@ -13,7 +13,8 @@ from conftest import run_curate as curate
 from PIL import Image, ImageOps
 
 from curate.calibration import Calibration
-from curate.parquet import read_metadata, scoring_metadata, write_parquet
+from curate.io.parquet import curate_metadata as read_metadata
+from curate.io.parquet import write_parquet
 
 EVAL_FILES = {
     "report.md",
@@ -154,7 +155,7 @@ def test_eval_of_a_scored_parquet_with_numeric_labels(tiny_checkpoint, labelled,
     batch.update(scorer.score_images(batch["image"]))
     batch["is_fake"] = [int(im["path"].startswith("fake/")) for im in batch["image"]]
     path = tmp_path / "scored.parquet"
-    write_parquet([batch], path, metadata=scoring_metadata(scorer))
+    write_parquet([batch], path, metadata=scorer.metadata())
 
     proc = curate("eval", path, "--label-column", "is_fake", "--out-dir", tmp_path / "a")
     assert proc.returncode == 2

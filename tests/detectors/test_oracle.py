@@ -33,7 +33,7 @@ def _reference(checkpoint, images):
         # The seed converts with `.convert("RGB")`; curate's RGB rules (alpha on white, EXIF
         # orientation, 16-bit scaling) are what a dataset decode gives, so the oracle gets
         # the same RGB image and the comparison isolates resize, normalise and model.
-        from curate.images import load_image
+        from curate.pipeline.decode import load_image
 
         logits.append(ref.logits(load_image(item)))
     logits = np.stack(logits)

@@ -26,9 +26,9 @@ from conftest import run_curate as curate
 from PIL import Image
 
 from curate import DeepfakeScorer
-from curate.parquet import read_metadata
+from curate.io.parquet import curate_metadata as read_metadata
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, match: str) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curate.images import ImageReadError, image_bytes, load_image, read_image, to_rgb
+from curate.pipeline.decode import ImageReadError, image_bytes, load_image, read_image, to_rgb
 
 
 def test_every_input_form_gives_the_same_pixels(photo_paths):

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from curate.model import (
+from curate.detectors import (
     ModelLoadError,
     PreprocessConfig,
     load_detector,

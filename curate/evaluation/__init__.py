@@ -839,8 +839,8 @@ def robustness_probe(
     threshold's precision, recall and FPR move against the unperturbed scores (`baseline`, or
     scored here). With `calibration` (a scorer built `with_logits=True`) the threshold applies
     to the calibrated probabilities of the logit gaps. Every image is decoded once per chunk
-    with `curate.images.read_image`; `progress(k)` is called after each chunk of `k` images."""
-    from curate.images import read_image
+    with `curate.pipeline.decode.read_image`; `progress(k)` is called after each chunk of `k` images."""
+    from curate.pipeline.decode import read_image
 
     check_perturbations(perturbations)
     y = np.asarray(y).astype(np.int8)
@@ -1063,7 +1063,7 @@ def _class_label_names(source: Any, column: str) -> list[str] | None:
 
 def _parquet_scoring(source: Any, model: str | None) -> tuple[str | None, Calibration | None]:
     """Model id and calibration recorded in a scored Parquet file's metadata, if any."""
-    from curate.parquet import read_metadata
+    from curate.io.parquet import curate_metadata as read_metadata
 
     try:
         meta = read_metadata(source.identity["files"][0][0])
@@ -1746,8 +1746,8 @@ def write_eval_report(
     """Write report.md, report.json, scores.parquet (one row per labelled image, no pixels),
     the plots (hist.png, roc.png, pr.png, reliability.png, robustness.png after a probe) and
     calibration.json when one was fitted. Returns the paths written."""
-    from curate import plots
-    from curate.parquet import write_parquet
+    from curate.evaluation import plots
+    from curate.io.parquet import write_parquet
 
     os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, "report.json")
@@ -1841,7 +1841,7 @@ def read_scores(paths: Sequence[str], score_column: str = "fake_prob") -> tuple[
     `curate.*` metadata; only the score column is read, never the images."""
     import pyarrow.parquet as pq
 
-    from curate.parquet import read_metadata
+    from curate.io.parquet import curate_metadata as read_metadata
 
     parts = []
     for path in paths:
@@ -2019,7 +2019,7 @@ def write_score_report(
     report: ScoreReport, p: Any, out_dir: str, *, overwrite: bool = False
 ) -> list[str]:
     """Write report.md, report.json and hist.png for unlabelled scores."""
-    from curate import plots
+    from curate.evaluation import plots
 
     os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, "report.json")

@@ -603,7 +603,7 @@ def test_filter_drops_c2pa_ai_images_the_score_alone_keeps(tiny_checkpoint, arte
 
     from curate import score_dataset
     from curate.filtering import DecisionRule, filter_parquet, filter_synthetic
-    from curate.parquet import write_parquet
+    from curate.io.parquet import write_parquet
 
     names = ["c2pa_ai.jpg", "c2pa_composite.png", "c2pa_tampered.jpg", "a1111.png", "clean.png"]
     ds = Dataset.from_dict(
@@ -704,7 +704,7 @@ def _fiftyone():
     import sys
     import tempfile
 
-    plugins = str(Path(__file__).resolve().parents[1] / "plugins")
+    plugins = str(Path(__file__).resolve().parents[2] / "plugins")
     if "fiftyone" not in sys.modules:  # a throwaway database, never the user's
         os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-db-")
         os.environ["FIFTYONE_PLUGINS_DIR"] = plugins

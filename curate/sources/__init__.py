@@ -5,7 +5,7 @@ A SOURCE is one of: a single image file; a folder of images (recursive; .jpg .jp
 file(s) or a glob or a folder of them, with an image column; a directory written by
 `Dataset.save_to_disk` / `DatasetDict.save_to_disk`; or a Hugging Face Hub dataset name (with a
 split). Batches are dicts of column lists; the image column holds `{"bytes", "path"}` dicts
-(or whatever the source stores), which both the scorer and `curate.parquet` accept. A source
+(or whatever the source stores), which both the scorer and `curate.io.parquet` accept. A source
 can start at any row, so an interrupted run resumes without re-reading what it has done.
 """
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLUGINS = str(REPO / "plugins")
 
 fo = pytest.importorskip("fiftyone")
@@ -378,7 +378,7 @@ def test_export_operator_writes_kept_samples(
     import datasets
     import pyarrow.parquet as pq
 
-    from curate.parquet import read_metadata
+    from curate.io.parquet import curate_metadata as read_metadata
 
     foo.get_operator(DETECT)(dataset, model=tiny_checkpoint)
     dataset.limit(2).tag_samples("checked")

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from curate.images import DEFAULT_MAX_PIXELS, image_bytes, read_image
+from curate.pipeline.decode import DEFAULT_MAX_PIXELS, image_bytes, read_image
 
 PROVENANCE_COLUMNS = (
     "provenance",
@@ -778,7 +778,7 @@ class ProvenanceChecker:
         return Features({c: Value(t) for c, t in self.dtypes.items()})
 
     def check(self, source: Any) -> Provenance:
-        """Provenance of one image (any form `curate.images` accepts); never raises."""
+        """Provenance of one image (any form `curate.pipeline.decode` accepts); never raises."""
         try:
             return self._check(source)
         except Exception as exc:  # one odd file must cost its row, not the run

@@ -1,4 +1,4 @@
-"""Load a deepfake detector checkpoint: weights, device, dtype, label indices, preprocessing."""
+"""Hugging Face image classifiers as detectors: load weights, read labels and preprocessing."""
 
 from __future__ import annotations
 
@@ -9,26 +9,14 @@ from typing import Any
 
 import torch
 
-DEFAULT_MODEL = "prithivMLmods/open-deepfake-detection"
-# Lets a user (or an offline machine) point every front end at a local copy without flags.
-MODEL_ENV_VAR = "CURATE_MODEL"
-
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-class ModelLoadError(RuntimeError):
-    """A detector could not be loaded; the message is one sentence a user can act on."""
-
-
-def default_model() -> str:
-    return os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
+from curate.detectors.base import (
+    MODEL_ENV_VAR,
+    Detector,
+    ModelLoadError,
+    default_model,
+    resolve_device,
+    resolve_dtype,
+)
 
 
 @dataclass(frozen=True)
@@ -78,78 +66,6 @@ class PreprocessConfig:
         )
 
 
-@dataclass
-class Detector:
-    """A loaded checkpoint and everything the scorer needs to use it."""
-
-    model: torch.nn.Module
-    device: torch.device
-    dtype: torch.dtype
-    fake_index: int
-    real_index: int
-    preprocess: PreprocessConfig
-    model_id: str
-    revision: str | None
-
-    @torch.inference_mode()
-    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Logits in float32 for a normalised batch already on `device` in `dtype`."""
-        return self.model(pixel_values=pixel_values).logits.float()
-
-
-def resolve_device(
-    device: str | torch.device | None = None, rank: int | None = None
-) -> torch.device:
-    """`None`/"auto" picks cuda > mps > cpu; with a `rank` (datasets `with_rank`, one process
-    per GPU) "auto" and a bare "cuda" pick GPU `rank % device_count`."""
-    if isinstance(device, torch.device):
-        return device
-    name = (device or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        else:
-            return torch.device("cpu")
-    if name == "cuda" and rank is not None and torch.cuda.is_available():
-        return torch.device("cuda", rank % torch.cuda.device_count())
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"Device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'."
-        )
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """`None`/"auto": bfloat16 on CUDA GPUs that support it, float16 on MPS, float32 on CPU.
-
-    float32 stays the CPU default because it reproduces the reference exactly; bfloat16 is
-    faster on CPUs with native bf16 but moves probabilities by up to ~0.01 (see README)."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise ValueError(f"Unsupported dtype {dtype}: use float32, bfloat16 or float16.")
-        return dtype
-    name = (dtype or "auto").strip().lower()
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "mps":
-            return torch.float16
-        return torch.float32
-    if name not in DTYPES:
-        raise ValueError(
-            f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'."
-        )
-    return DTYPES[name]
-
-
 def _label_index(id2label: dict[Any, str], name: str) -> int:
     matches = [int(i) for i, label in id2label.items() if str(label).strip().lower() == name]
     if len(matches) != 1:
@@ -165,7 +81,7 @@ def label_indices(id2label: dict[Any, str]) -> tuple[int, int]:
     return _label_index(id2label, "fake"), _label_index(id2label, "real")
 
 
-def _hub_error(model: str, exc: Exception) -> ModelLoadError:
+def model_load_error(model: str, exc: Exception) -> ModelLoadError:
     if os.path.isdir(model):
         return ModelLoadError(f"Could not load a detector from the directory {model!r}: {exc}")
     if os.path.sep in model and not os.path.exists(model) and model.count("/") != 1:
@@ -183,7 +99,7 @@ def load_preprocess_config(model: str, revision: str | None = None) -> Preproces
     try:
         path = cached_file(model, "preprocessor_config.json", revision=revision)
     except OSError as exc:
-        raise _hub_error(model, exc) from None
+        raise model_load_error(model, exc) from None
     with open(path, encoding="utf-8") as f:
         return PreprocessConfig.from_dict(json.load(f))
 
@@ -219,7 +135,7 @@ def load_detector(
             trust_remote_code=False,
         )
     except OSError as exc:
-        raise _hub_error(model, exc) from None
+        raise model_load_error(model, exc) from None
     except ValueError as exc:
         raise ModelLoadError(f"Could not load model {model!r}: {exc}") from None
     finally:
@@ -232,9 +148,22 @@ def load_detector(
         model=net,
         device=dev,
         dtype=torch_dtype,
-        fake_index=fake_index,
-        real_index=real_index,
+        fake_indices=(fake_index,),
+        real_indices=(real_index,),
         preprocess=preprocess,
-        model_id=model,
-        revision=revision,
+        bytes_per_image=_activation_bytes(net.config, preprocess, torch_dtype),
     )
+
+
+def _activation_bytes(config: Any, preprocess: PreprocessConfig, dtype: torch.dtype) -> int:
+    """Peak activation memory of one image in a ViT-style encoder (widest layer, a few live
+    copies) plus its pixels in float32 and a full-size decode; within 2x, which is why
+    batch_size="auto" fills only half the free memory."""
+    vision = getattr(config, "vision_config", config)
+    patch = getattr(vision, "patch_size", 16)
+    hidden = getattr(vision, "hidden_size", 768)
+    if isinstance(hidden, (list, tuple)):  # ConvNeXt-style stages
+        hidden = max(hidden)
+    width = max(getattr(vision, "intermediate_size", 4 * hidden), 3 * hidden)
+    tokens = (preprocess.height // patch) * (preprocess.width // patch)
+    return 4 * tokens * width * dtype.itemsize + 16 * 2**20

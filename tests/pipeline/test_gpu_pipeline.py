@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from curate import DeepfakeScorer
-from curate.preprocess import _nvjpeg_input, decode_jpegs_on_device
+from curate.pipeline.nvjpeg import _nvjpeg_input, decode_jpegs_on_device
 
 # resize="torch" against the exact PIL path, measured on a 512x512 random SigLIP with a
 # logit-gap std of ~4 (README "Fidelity" quotes these): ~1 MP JPEGs, the case the GPU
@@ -57,7 +57,7 @@ def test_torch_resize_bound(checkpoint_512, jpegs_1mp, small_images):
 
 def test_torch_resize_catches_a_wrong_filter(checkpoint_512, jpegs_1mp):
     """The bound has power: resizing on the device without antialiasing breaks it."""
-    import curate.preprocess as pre
+    import curate.pipeline.preprocess as pre
 
     kw = dict(device="cpu", with_logits=True, batch_size=4)
     ref = _logits(DeepfakeScorer(checkpoint_512, resize="pil", **kw).score_images(jpegs_1mp))
@@ -120,7 +120,7 @@ def test_out_of_memory_halves_the_batch(tiny_checkpoint, photo_paths, mode_image
     np.testing.assert_allclose(out["fake_prob"], expected["fake_prob"], atol=1e-6)
     # 8 fails, 4 fails, 2 fits; the halved size is remembered for the next chunk.
     assert calls[:3] == [8, 4, 2] and max(calls[3:]) <= 2
-    assert scorer._max_forward == 2
+    assert scorer._forward_batches.limit == 2
 
 
 def test_out_of_memory_at_one_image_raises(tiny_checkpoint, photo_paths):

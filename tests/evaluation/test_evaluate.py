@@ -11,7 +11,7 @@ import pytest
 from conftest import SEED_CARD
 from PIL import Image
 
-from curate import evaluate as ev
+from curate import evaluation as ev
 from curate.calibration import Calibration
 from curate.filtering import DecisionRule
 from curate.scorer import DeepfakeScorer
@@ -431,7 +431,7 @@ def labelled_folder(tmp_path, photo_paths):
 
 
 def test_collect_from_folder_and_from_scored_parquet(tiny_checkpoint, labelled_folder, tmp_path):
-    from curate.parquet import scoring_metadata, write_parquet
+    from curate.io.parquet import write_parquet
     from curate.sources import resolve_source
 
     scorer = DeepfakeScorer(tiny_checkpoint, with_logits=True, batch_size=2)
@@ -451,7 +451,7 @@ def test_collect_from_folder_and_from_scored_parquet(tiny_checkpoint, labelled_f
     batch.update(scorer_c.score_images(batch["image"]))
     batch["truth"] = [n["path"].split("/")[0] for n in batch["image"]]
     path = tmp_path / "scored.parquet"
-    write_parquet([batch], path, metadata=scoring_metadata(scorer_c))
+    write_parquet([batch], path, metadata=scorer_c.metadata())
     s2 = ev.collect_labelled(resolve_source(str(path)), "truth")
     assert s2.model == tiny_checkpoint and s2.calibration == cal
     assert not s2.gap_from_logits

@@ -1,0 +1,272 @@
+"""`curate eval`: measure the detector on a labelled sample and choose a threshold."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from curate.cli.common import UsageError, guarded, progress_bar, stdout
+
+
+class Calibrate(str, Enum):
+    none = "none"
+    temperature = "temperature"
+    platt = "platt"
+
+
+def eval_(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Labelled images: a folder with fake/ and real/ subfolders, Parquet file(s) "
+            "(scored by `curate score` or not), a save_to_disk directory or a Hub dataset.",
+            show_default=False,
+        ),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Folder for the report, plots and calibration.")
+    ],
+    label_column: Annotated[
+        str,
+        typer.Option(
+            help="Ground-truth column; for a folder of images, each image's top-level folder."
+        ),
+    ] = "label",
+    label_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="VALUE=Fake|Real pairs, comma-separated or repeated (needed for numeric "
+            "labels; names like fake/real/synthetic are understood without).",
+            show_default=False,
+        ),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Cut for the card-style table.")
+    ] = 0.5,
+    target_precision: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Choose the cut where this share of removed images is Fake."
+        ),
+    ] = None,
+    target_recall: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Choose the cut that removes this share of Fakes."),
+    ] = None,
+    max_fpr: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Choose the cut that removes at most this share of Reals."
+        ),
+    ] = None,
+    prevalence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of Fakes in the data you will curate (default: the sample's).",
+            show_default=False,
+        ),
+    ] = None,
+    dataset_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Images in the data you will curate, for expected counts.",
+            show_default=False,
+        ),
+    ] = None,
+    confidence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.5,
+            max=0.9999,
+            help="Meet the target with this confidence (Clopper-Pearson bounds), not on average.",
+            show_default=False,
+        ),
+    ] = None,
+    review_budget: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Images you can review by hand (or a share, below 1): sizes a review band.",
+            show_default=False,
+        ),
+    ] = None,
+    fit_calibration: Annotated[
+        Calibrate,
+        typer.Option(help="Fit a calibration and write OUT_DIR/calibration.json."),
+    ] = Calibrate.none,
+    calibration_holdout: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share held out to measure the calibration.")
+    ] = 0.5,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score with this calibration JSON (as `curate score` would).", exists=True
+        ),
+    ] = None,
+    robustness: Annotated[
+        bool,
+        typer.Option("--robustness", help="Re-score after JPEG re-compression and downscaling."),
+    ] = False,
+    perturb: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="jpeg:QUALITY or downscale:FACTOR, repeated (default: jpeg:90 jpeg:75 jpeg:50 "
+            "downscale:0.5 downscale:0.25).",
+            show_default=False,
+        ),
+    ] = None,
+    probe_limit: Annotated[
+        int, typer.Option(min=2, help="Images (stratified sample) for the robustness probe.")
+    ] = 200,
+    group_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Column to break results down by (a folder's parent folder by default).",
+            show_default=False,
+        ),
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for CIs.")] = 1000,
+    bins: Annotated[int, typer.Option(min=2, help="Bins for ECE and the reliability plot.")] = 15,
+    seed: Annotated[int, typer.Option(help="Seed for bootstrap, hold-out and probe sample.")] = 0,
+    rescore: Annotated[
+        bool, typer.Option("--rescore", help="Score again even if the source has fake_prob.")
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Hub id or local directory of the detector.", show_default=False),
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Model revision to pin.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
+    batch_size: Annotated[
+        str,
+        typer.Option(
+            help="Images per forward pass, or 'auto' (sized to the GPU's free memory; 8 on CPU)."
+        ),
+    ] = "16",
+    image_column: Annotated[
+        str | None, typer.Option(help="Image column of a Parquet/datasets source.")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split of a DatasetDict or Hub dataset.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Use only the first N rows.", show_default=False)
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a report already in OUT_DIR.")
+    ] = False,
+) -> None:
+    """Measure the detector on your own labelled sample and choose a threshold from evidence.
+
+    Prints the model card's classification table plus ROC-AUC, AP, TPR at 1 %/5 % FPR and ECE;
+    writes report.md, report.json, scores.parquet and plots (hist, roc, pr, reliability) to
+    OUT_DIR, and calibration.json with --fit-calibration. The chosen threshold (and review
+    band) go straight into `curate filter`, the calibration into `curate score --calibration`.
+    """
+
+    def body() -> None:
+        from curate import evaluation as ev
+        from curate.detectors import resolve_device, resolve_dtype
+        from curate.scorer import DeepfakeScorer
+        from curate.sources import resolve_source
+
+        lmap = ev.parse_label_map(label_map) if label_map else None
+        perturbations = tuple(perturb) if perturb else ev.DEFAULT_PERTURBATIONS
+        if os.path.exists(out_dir / "report.json") and not overwrite:
+            raise UsageError(f"{out_dir} already holds a report (pass --overwrite to replace it)")
+        src = resolve_source(source, image_column=image_column, split=split, limit=limit)
+        resolve_dtype(dtype, resolve_device(device))
+        if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
+            raise UsageError(
+                f"--batch-size must be a positive integer or 'auto', got {batch_size!r}"
+            )
+        scorer = DeepfakeScorer(
+            model=model,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size if batch_size == "auto" else int(batch_size),
+            image_column=src.image_column,
+            calibration=os.fspath(calibration) if calibration else None,
+            with_logits=True,
+        )
+        if robustness:
+            ev.check_perturbations(perturbations)
+        with progress_bar("img") as bar:
+            task = bar.add_task("Reading labels and scores", total=src.num_rows)
+            sample = ev.collect_labelled(
+                src,
+                label_column,
+                scorer=scorer,
+                label_map=lmap,
+                group_column=group_column,
+                # Rows read per scorer call; the scorer splits them into forward batches.
+                batch_size=256 if batch_size == "auto" else max(int(batch_size), 64),
+                rescore=rescore,
+                progress=lambda n: bar.advance(task, n),
+            )
+        options = ev.EvalOptions(
+            threshold=threshold,
+            target_precision=target_precision,
+            target_recall=target_recall,
+            max_fpr=max_fpr,
+            review_budget=review_budget,
+            prevalence=prevalence,
+            dataset_size=dataset_size,
+            confidence=confidence,
+            fit_calibration=None if fit_calibration is Calibrate.none else fit_calibration.value,
+            calibration_holdout=calibration_holdout,
+            n_boot=bootstrap,
+            n_bins=bins,
+            seed=seed,
+        )
+        report = ev.evaluate_sample(sample, options)
+        report.source = source
+        if calibration and sample.calibration != scorer.calibration:
+            report.notes.append(
+                "--calibration was not applied: the scores were read from the source "
+                "(pass --rescore to score again with it)"
+            )
+        if robustness and report.chosen.threshold is not None:
+            idx = ev.probe_indices(sample.y, probe_limit, seed)
+            images = ev.gather_images(src, sample.rows[idx])
+            fitted = report.calibration.calibration if report.calibration else None
+            probe_scorer = scorer
+            if (model is None and sample.model and sample.model != scorer.model) or (
+                sample.calibration != scorer.calibration
+            ):
+                # Stored scores: re-score with the model and calibration that made them.
+                probe_scorer = DeepfakeScorer(
+                    model=sample.model if model is None and sample.model else scorer.model,
+                    revision=revision,
+                    device=device,
+                    dtype=dtype,
+                    batch_size=scorer.batch_size,
+                    image_column=src.image_column,
+                    calibration=sample.calibration,
+                    with_logits=True,
+                )
+            with progress_bar("img") as bar:
+                task = bar.add_task(f"Robustness ({len(perturbations)} variants)", total=len(idx))
+                report.robustness = ev.robustness_probe(
+                    probe_scorer,
+                    images,
+                    sample.y[idx],
+                    report.chosen.threshold,
+                    perturbations=perturbations,
+                    calibration=fitted,
+                    progress=lambda n: bar.advance(task, n),
+                )
+        files = ev.write_eval_report(report, sample, os.fspath(out_dir), overwrite=overwrite)
+        stdout.print(ev.console_summary(report), markup=False, highlight=False, soft_wrap=True)
+        stdout.print(f"Wrote {len(files)} files to {out_dir}", markup=False)
+
+    guarded(body)

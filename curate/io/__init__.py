@@ -1,0 +1,1 @@
+"""Storage: Parquet reading and writing and atomic files. Imports nothing above `curate.schema`."""

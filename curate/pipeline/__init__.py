@@ -1,0 +1,1 @@
+"""From image inputs to model-ready batches: decode, resize and normalise, batch."""
