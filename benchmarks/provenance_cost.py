@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from curate import DeepfakeScorer
+from curate import DeepfakeScorer, schema
 from curate.provenance import ProvenanceChecker
 from curate.testing import build_random_checkpoint
 
@@ -61,8 +61,8 @@ def main() -> None:
         meta = _per_image(ProvenanceChecker().check, files, args.repeat)
         wm = _per_image(ProvenanceChecker(watermark=True).check, files, max(1, args.repeat // 10))
         marked = ProvenanceChecker(watermark=True).check_many(files)
-        flagged = sum(bool(s) for s in marked["provenance_strong"])
-        highest = max(r for r in marked["provenance_watermark"] if r is not None)
+        flagged = sum(bool(s) for s in marked[schema.PROVENANCE_STRONG])
+        highest = max(r for r in marked[schema.PROVENANCE_WATERMARK] if r is not None)
         ckpt = build_random_checkpoint(os.path.join(tmp, "full"), full_size=True)
         scorer = DeepfakeScorer(ckpt, device="cpu", dtype="float32", batch_size=1, num_workers=1)
         scorer.load()
