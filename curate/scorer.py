@@ -63,20 +63,21 @@ class DeepfakeScorer:
             `prithivMLmods/open-deepfake-detection`).
         revision: Hub revision (branch, tag or commit) to pin.
         device: "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1", ... or a `torch.device`.
-        dtype: "auto" (bf16 on GPU, fp32 on CPU), "float32", "bfloat16", "float16" or a
-            `torch.dtype`.
+        dtype: "auto" (bf16 on GPUs; on CPU bf16 where the CPU has native bf16 — AMX or
+            AVX-512 BF16 — else fp32), "float32" (the exact path: reproduces the reference
+            processor + model loop), "bfloat16", "float16" or a `torch.dtype`.
         batch_size: images per forward pass; larger inputs are split into chunks of this size.
             "auto" picks one from free GPU memory (8 on CPU). Either way an out-of-memory
             error halves the forward batch (and keeps it halved) instead of failing the run.
         image_column: the column read when called on a batch dict.
-        draft: decode JPEGs at reduced scale (faster, approximate; see README "Fidelity").
+        draft: decode JPEGs at reduced scale (faster, approximate; see the manual, "Fidelity").
         max_pixels: images larger than this are refused as decompression bombs.
         num_workers: decode threads (default: up to 8, one per CPU).
         calibration: a `Calibration`, a temperature, or the path of a saved calibration JSON.
         with_logits: also return `fake_logit` / `real_logit`.
         resize: "pil" resizes on CPU threads exactly as the checkpoint's processor does;
             "torch" resizes the full decode on the model's device (antialiased `interpolate`,
-            within a tested bound of "pil", see README "Fidelity"); "auto" (default) is
+            within a tested bound of "pil", see the manual, "Fidelity"); "auto" (default) is
             "torch" on CUDA and "pil" elsewhere.
         decode: "cpu" (PIL on worker threads) or "nvjpeg": JPEGs decoded in batches on the
             GPU by torchvision, anything else (and any JPEG nvJPEG refuses) on CPU.
@@ -84,7 +85,7 @@ class DeepfakeScorer:
             CPU with inductor's weight freezing).
         provenance: also report provenance evidence (C2PA, generator metadata) read from
             the file bytes: True, "watermark" (adds the opt-in invisible-watermark check) or
-            a `curate.provenance.ProvenanceChecker`; see README "Provenance evidence".
+            a `curate.provenance.ProvenanceChecker`; see the manual, "Provenance".
 
     Called on a batch dict it returns only the new columns: `fake_prob`, `real_prob`
     (float32, summing to 1), `deepfake_label` ("Fake"/"Real") and `deepfake_error` (null, or

@@ -116,11 +116,36 @@ def resolve_device(
     return dev
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """`None`/"auto": bfloat16 on CUDA GPUs that support it, float16 on MPS, float32 on CPU.
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware: AMX or AVX-512 BF16 on x86, the BF16
+    extension on Arm. Read from the kernel's CPU flags, not guessed from a model name; False
+    where they cannot be read. `CURATE_CPU_BF16=0/1` overrides the detection."""
+    forced = os.environ.get("CURATE_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
 
-    float32 stays the CPU default because it reproduces the reference exactly; bfloat16 is
-    faster on CPUs with native bf16 but moves probabilities by up to ~0.01 (see README)."""
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                # x86 lists "flags", Arm "Features"; every core lists the same set.
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """`None`/"auto": bfloat16 on CUDA GPUs that support it (else float16), float16 on MPS;
+    on CPU bfloat16 where the CPU has native bf16 (AMX / AVX-512 BF16), else float32.
+
+    bf16 on such CPUs is several times faster and moves fake_prob by well under 0.01 against
+    float32 (tested on the full-size architecture); `dtype="float32"` is the exact path that
+    reproduces the reference processor + model loop."""
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
             raise ValueError(f"Unsupported dtype {dtype}: use float32, bfloat16 or float16.")
@@ -131,7 +156,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "mps":
             return torch.float16
-        return torch.float32
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     if name not in DTYPES:
         raise ValueError(
             f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'."
