@@ -3,7 +3,9 @@
 One rule (`DecisionRule`) decides every row, whatever holds it: a `datasets.Dataset`
 (`filter_synthetic`), a scored Parquet file (`filter_parquet`), FiftyOne views, the CLI.
 
-- `fake_prob < threshold`: keep; otherwise remove.
+- `fake_prob < threshold`: keep; otherwise remove. The default threshold is
+  `curate.LABEL_THRESHOLD` (0.5), the cut `deepfake_label` is made at: by default a row
+  labelled Fake is removed and one labelled Real kept.
 - With a review band `(lo, hi)` (and `lo <= threshold <= hi`): `fake_prob < lo` keep,
   `lo <= fake_prob < hi` review, `fake_prob >= hi` remove.
 - A row without a score (unreadable image: null / NaN `fake_prob`) is kept, removed, or set
@@ -25,10 +27,20 @@ from typing import Any, Literal
 
 import numpy as np
 
+from curate.schema import (
+    ERROR,
+    FAKE_PROB,
+    LABEL_THRESHOLD,
+    METADATA_PREFIX,
+    PROVENANCE_STRONG,
+    PROVENANCE_SYNTHETIC,
+    metadata_entries,
+)
+
 KEEP, REMOVE, REVIEW, UNSCORED = "keep", "remove", "review", "unscored"
 OUTCOMES = (KEEP, REMOVE, REVIEW, UNSCORED)
 UNSCORED_CHOICES = ("keep", "drop", "separate")
-PROVENANCE_DECISION_COLUMNS = ("provenance_synthetic", "provenance_strong")
+PROVENANCE_DECISION_COLUMNS = (PROVENANCE_SYNTHETIC, PROVENANCE_STRONG)
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,7 @@ class DecisionRule:
             or evidence says captured (false) but the score removes it.
     """
 
-    threshold: float = 0.5
+    threshold: float = LABEL_THRESHOLD
     review_band: tuple[float, float] | None = None
     unscored: Literal["keep", "drop", "separate"] = "separate"
     remove_strong_evidence: bool = False
@@ -146,7 +158,7 @@ class DecisionRule:
             out[_as_float_array(strong) == 1] = REMOVE
         return out
 
-    def decide_columns(self, data: Any, score_column: str = "fake_prob") -> np.ndarray:
+    def decide_columns(self, data: Any, score_column: str = FAKE_PROB) -> np.ndarray:
         """`decide_many` on a table (pyarrow Table / RecordBatch, or a dict of columns),
         reading the provenance columns when the rule uses them."""
         names = data.schema.names if hasattr(data, "schema") else list(data)
@@ -163,23 +175,20 @@ class DecisionRule:
                 "column; score with provenance (`curate score --provenance`, "
                 "DeepfakeScorer(provenance=True))"
             )
-        return self.decide_many(
-            column(score_column), column("provenance_synthetic"), column("provenance_strong")
-        )
+        synthetic, strong = PROVENANCE_DECISION_COLUMNS
+        return self.decide_many(column(score_column), column(synthetic), column(strong))
 
     def to_metadata(self) -> dict[str, str]:
         """The rule as `curate.*` schema-metadata entries for the files it writes."""
-        import json
-
-        meta = {
-            "curate.threshold": json.dumps(self.threshold),
-            "curate.review_band": json.dumps(list(self.review_band) if self.review_band else None),
-            "curate.unscored": self.unscored,
+        settings: dict[str, Any] = {
+            "threshold": self.threshold,
+            "review_band": list(self.review_band) if self.review_band else None,
+            "unscored": self.unscored,
         }
         if self.uses_provenance:
-            meta["curate.remove_strong_evidence"] = json.dumps(self.remove_strong_evidence)
-            meta["curate.review_conflicts"] = json.dumps(self.review_conflicts)
-        return meta
+            settings["remove_strong_evidence"] = self.remove_strong_evidence
+            settings["review_conflicts"] = self.review_conflicts
+        return metadata_entries(settings)
 
 
 def _as_float_array(values: Any) -> np.ndarray:
@@ -235,7 +244,7 @@ def _rule(
             raise ValueError("pass either rule=... or threshold/review_band/unscored, not both")
         return rule
     return DecisionRule(
-        threshold=0.5 if threshold is None else threshold,
+        threshold=LABEL_THRESHOLD if threshold is None else threshold,
         review_band=review_band,
         unscored=unscored or "separate",
     )
@@ -248,7 +257,7 @@ def filter_synthetic(
     threshold: float | None = None,
     review_band: tuple[float, float] | None = None,
     unscored: Literal["keep", "drop", "separate"] | None = None,
-    score_column: str = "fake_prob",
+    score_column: str = FAKE_PROB,
 ) -> FilterResult:
     """Split a scored `datasets.Dataset` by `rule` (or `threshold` / `review_band` /
     `unscored`) into kept / removed / review / unscored datasets.
@@ -261,7 +270,7 @@ def filter_synthetic(
             f"no {score_column!r} column in the dataset (columns: {dataset.column_names}); "
             "score it first (dataset.map(DeepfakeScorer(), batched=True))"
         )
-    wanted = (score_column, "deepfake_error", *PROVENANCE_DECISION_COLUMNS)
+    wanted = (score_column, ERROR, *PROVENANCE_DECISION_COLUMNS)
     # Through the dataset's indices mapping (a shuffled or selected dataset), not its raw table.
     table = dataset.select_columns([c for c in wanted if c in dataset.column_names]).with_format(
         "arrow"
@@ -269,8 +278,8 @@ def filter_synthetic(
     outcomes = rule.decide_columns(table, score_column)
     counts = FilterCounts()
     counts.add(outcomes)
-    if "deepfake_error" in table.column_names:
-        counts.errored = table.num_rows - table.column("deepfake_error").null_count
+    if ERROR in table.column_names:
+        counts.errored = table.num_rows - table.column(ERROR).null_count
     parts = {o: dataset.select(np.flatnonzero(outcomes == o)) for o in OUTCOMES}
     return FilterResult(
         kept=parts[KEEP],
@@ -290,7 +299,7 @@ def filter_parquet(
     review: str | os.PathLike | None = None,
     unscored: str | os.PathLike | None = None,
     overwrite: bool = False,
-    score_column: str = "fake_prob",
+    score_column: str = FAKE_PROB,
     batch_size: int = 100,
     progress: Any = None,
 ) -> FilterCounts:
@@ -353,7 +362,7 @@ def filter_parquet(
         for outcome, p in targets.items():
             if p is not None:
                 meta = dict(base_meta)
-                meta[b"curate.outcome"] = outcome.encode()
+                meta[(METADATA_PREFIX + "outcome").encode()] = outcome.encode()
                 writers[outcome] = AtomicParquetWriter(
                     p, schema.with_metadata(meta), overwrite=overwrite
                 )
@@ -366,8 +375,8 @@ def filter_parquet(
             for batch in pf.iter_batches(batch_size=batch_size):
                 outcomes = rule.decide_columns(batch, score_column)
                 counts.add(outcomes)
-                if "deepfake_error" in batch.schema.names:
-                    col = batch.column("deepfake_error")
+                if ERROR in batch.schema.names:
+                    col = batch.column(ERROR)
                     counts.errored += len(col) - col.null_count
                 for outcome, writer in writers.items():
                     mask = outcomes == outcome

@@ -1,4 +1,5 @@
-"""The `curate` command line: one module per command, each thin over the library.
+"""The `curate` command line: score, filter, eval and report, one module per command, each
+turning its options into a `curate.app` request and printing the result.
 
 Importing this package imports no torch: commands import what they need when they run, so
 `curate --help` and argument errors answer at once.

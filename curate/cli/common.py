@@ -8,6 +8,7 @@ cannot load, a disk that fills up), 130 when interrupted. Set CURATE_DEBUG=1 for
 from __future__ import annotations
 
 import os
+import sys
 from typing import NoReturn
 
 import typer
@@ -15,13 +16,15 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.progress import Progress as RichProgress
 from rich.text import Text
+
+from curate.app.progress import Progress
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
@@ -38,14 +41,26 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+# Exceptions that mean "bad arguments or an unusable input" (exit 2), by module and name: looked
+# up only if their module is loaded already, so `curate filter` never imports torch to check.
+_USAGE_ERRORS = (
+    ("curate.sources", "SourceError"),
+    ("curate.runs", "ResumeMismatchError"),
+    ("curate.io.parquet", "ParquetExportError"),
+)
+_MODEL_ERRORS = (("curate.detectors.base", "ModelLoadError"),)
+
+
+def _is_one_of(exc: BaseException, names: tuple[tuple[str, str], ...]) -> bool:
+    for module, name in names:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
+
+
 def guarded(fn):
     """Run a command body, turning every failure into a one-line error and an exit code."""
-    from curate.detectors import ModelLoadError
-    from curate.filtering import DecisionRule  # noqa: F401  (import errors surface here)
-    from curate.io.parquet import ParquetExportError
-    from curate.runs import ResumeMismatchError
-    from curate.sources import SourceError
-
     try:
         return fn()
     except typer.Exit:
@@ -56,20 +71,11 @@ def guarded(fn):
     except Exception as exc:
         if os.environ.get("CURATE_DEBUG"):
             raise
-        if isinstance(exc, ModelLoadError):
+        if _is_one_of(exc, _MODEL_ERRORS):
             fail(str(exc), 1)
-        if isinstance(
-            exc,
-            (
-                UsageError,
-                SourceError,
-                ResumeMismatchError,
-                ParquetExportError,
-                FileExistsError,
-                IsADirectoryError,
-                ValueError,
-            ),
-        ):
+        # ValueError covers curate.app's RequestError and every check that raises it.
+        usage = (UsageError, FileExistsError, IsADirectoryError, ValueError)
+        if isinstance(exc, usage) or _is_one_of(exc, _USAGE_ERRORS):
             fail(str(exc), 2)
         fail(f"{type(exc).__name__}: {exc}", 1)
 
@@ -88,8 +94,8 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
 
 
-def progress_bar(unit: str) -> Progress:
-    return Progress(
+def progress_bar(unit: str) -> RichProgress:
+    return RichProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -101,3 +107,46 @@ def progress_bar(unit: str) -> Progress:
         console=stderr,
         transient=False,
     )
+
+
+class ConsoleProgress(Progress):
+    """A use case's progress on stderr: a spinner for a step without a row count, a bar with
+    rows, images per second and time left for one with. Use as a context manager."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self._status = None
+        self._bar: RichProgress | None = None
+        self._task = None
+
+    def note(self, message: str) -> None:
+        stderr.print(Text(message))
+
+    def wait(self, description: str) -> None:
+        self._stop()
+        self._status = stderr.status(f"{description} ...")
+        self._status.start()
+
+    def start(self, description: str, total: int | None, done: int = 0) -> None:
+        self._stop()
+        self._bar = progress_bar(self.unit)
+        self._bar.start()
+        self._task = self._bar.add_task(description, total=total, completed=done, resumed=done)
+
+    def advance(self, rows: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, rows)
+
+    def _stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self) -> ConsoleProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()

@@ -1,101 +1,65 @@
-"""`curate score`: score images and write them, with their scores, to Parquet."""
+"""`curate score`: score images and write them, with their scores, to Parquet.
+
+Options -> `curate.app.score.ScoreRequest` -> `curate.app.score.score` -> printed summary.
+"""
 
 from __future__ import annotations
 
 import os
-import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from curate.cli.common import UsageError, fail, guarded, progress_bar, stderr, stdout
+from curate import schema
+from curate.app.score import ScoreInterrupted, ScoreRequest, ScoreResult
+from curate.app.score import score as score_use_case
+from curate.cli.common import ConsoleProgress, fail, guarded, stderr, stdout
 
 
 def _fmt(p: float | None) -> str:
     return "-" if p is None else f"{p:.3f}"
 
 
-def _print_single(path: str, scores: dict[str, list]) -> None:
+def _print_single(path: str, row: Mapping[str, Any]) -> None:
     """The seed demo as a command: one image's Fake/Real probabilities."""
-    error = scores["deepfake_error"][0]
+    error = row[schema.ERROR]
     if error is not None:
         fail(f"cannot score {path}: {error}", 1)
     table = Table(title=os.path.basename(path), title_justify="left")
     table.add_column("label")
     table.add_column("probability", justify="right")
-    for label, column in (("Fake", "fake_prob"), ("Real", "real_prob")):
-        table.add_row(label, _fmt(scores[column][0]))
+    for label, column in ((schema.FAKE, schema.FAKE_PROB), (schema.REAL, schema.REAL_PROB)):
+        table.add_row(label, _fmt(row[column]))
     stdout.print(table)
-    stdout.print(f"prediction: [bold]{scores['deepfake_label'][0]}[/bold]")
-    if "provenance" in scores:
-        stdout.print(Text(f"provenance: {scores['provenance'][0]}"))
+    stdout.print(f"prediction: [bold]{row[schema.LABEL]}[/bold]")
+    if schema.PROVENANCE in row:
+        stdout.print(Text(f"provenance: {row[schema.PROVENANCE]}"))
 
 
-def _score_summary(output: str, seconds: float, new_rows: int) -> None:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(output, columns=["deepfake_label", "deepfake_error"])
-    labels = table.column("deepfake_label")
-    fake = int(pc.sum(pc.equal(labels, "Fake")).as_py() or 0)
-    real = int(pc.sum(pc.equal(labels, "Real")).as_py() or 0)
-    errors = table.num_rows - table.column("deepfake_error").null_count
-    stdout.print(f"Scored {table.num_rows} images -> {output}")
+def _print_summary(result: ScoreResult) -> None:
+    stdout.print(f"Scored {result.rows} images -> {result.output}")
     summary = Table()
-    summary.add_column("rows", justify="right")
-    summary.add_column("Fake", justify="right")
-    summary.add_column("Real", justify="right")
-    summary.add_column("unreadable", justify="right")
-    summary.add_column("images/s", justify="right")
-    rate = f"{new_rows / seconds:.2f}" if seconds > 0 and new_rows else "-"
-    summary.add_row(str(table.num_rows), str(fake), str(real), str(errors), rate)
+    for name in ("rows", "Fake", "Real", "unreadable", "images/s"):
+        summary.add_column(name, justify="right")
+    rate = result.images_per_second
+    summary.add_row(
+        str(result.rows),
+        str(result.fake),
+        str(result.real),
+        str(result.unreadable),
+        "-" if rate is None else f"{rate:.2f}",
+    )
     stdout.print(summary)
-    if "provenance_synthetic" in pq.read_schema(output).names:
-        from curate.provenance import evidence_counts
-
-        cols = pq.read_table(output, columns=["provenance_synthetic", "provenance_strong"])
-        n = evidence_counts(*(cols.column(c).to_pylist() for c in cols.column_names))
+    if result.provenance is not None:
+        n = result.provenance
         stdout.print(
             f"Provenance evidence: {n['synthetic']} rows say synthetic ({n['strong']} strong), "
             f"{n['captured']} say captured, {n['none']} none found (absence proves nothing)."
         )
-
-
-def _score_on_ray(
-    src, source: str, output: Path | None, *, address, num_gpus, overwrite, unsupported, **kw
-) -> None:
-    """`curate score --engine ray`: the same scorer as Ray Data actors, one per GPU."""
-    import torch
-
-    if output is None:
-        raise UsageError("--engine ray writes a Parquet file: pass -o OUT.parquet")
-    if src.kind not in ("image", "folder", "parquet"):
-        raise UsageError(f"--engine ray reads image files and Parquet; {source} is a {src.kind}")
-    for flag, used in unsupported.items():
-        if used:
-            raise UsageError(f"{flag} is not supported with --engine ray")
-    if num_gpus and address is None and torch.cuda.device_count() < num_gpus:
-        raise UsageError(
-            f"--num-gpus {num_gpus} but this machine has {torch.cuda.device_count()} CUDA GPU(s)"
-        )
-    from curate.integrations.ray import score_files
-
-    started = time.perf_counter()
-    with stderr.status(f"Scoring with Ray ({address or 'local cluster'}) ..."):
-        rows = score_files(
-            source,
-            output,
-            address=address,
-            num_gpus=1 if num_gpus else None,
-            concurrency=num_gpus,
-            image_column=src.image_column if src.kind == "parquet" else None,
-            overwrite=overwrite,
-            **kw,
-        )
-    _score_summary(os.fspath(output), time.perf_counter() - started, rows)
 
 
 def score(
@@ -223,94 +187,43 @@ def score(
     command after a crash continues from there. The output appears only when complete.
     """
 
+    request = ScoreRequest(
+        source=source,
+        output=output,
+        model=model,
+        revision=revision,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        image_column=image_column,
+        split=split,
+        config=config,
+        limit=limit,
+        overwrite=overwrite,
+        draft=draft,
+        calibration=calibration,
+        chunk_rows=chunk_rows,
+        provenance=provenance,
+        watermark=watermark,
+        trust_anchors=trust_anchors,
+        engine=engine,
+        address=address,
+        num_gpus=num_gpus,
+    )
+
     def body() -> None:
-        from curate.detectors import resolve_device, resolve_dtype
-        from curate.provenance import checker_from_options
-        from curate.runs import ScoringRun, work_dir_for
-        from curate.scorer import DeepfakeScorer
-        from curate.sources import resolve_source
-
-        src = resolve_source(
-            source,
-            image_column=image_column,
-            split=split,
-            limit=limit,
-            config=config,
-        )
-        if output is None and src.kind != "image":
-            raise UsageError(f"{source} is a {src.kind} source: pass -o OUT.parquet")
-        resolve_dtype(dtype, resolve_device(device))  # bad --device/--dtype: exit 2, now
-        if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
-            raise UsageError(
-                f"--batch-size must be a positive integer or 'auto', got {batch_size!r}"
-            )
-        if engine not in ("local", "ray"):
-            raise UsageError(f"--engine must be 'local' or 'ray', got {engine!r}")
-        if engine == "ray" or (num_gpus or 0) > 1:
-            _score_on_ray(
-                src,
-                source,
-                output,
-                address=address,
-                num_gpus=num_gpus,
-                overwrite=overwrite,
-                unsupported={
-                    "--provenance": provenance or watermark or trust_anchors,
-                    "--limit": limit,
-                },
-                model=model,
-                revision=revision,
-                device=device,
-                dtype=dtype,
-                batch_size=batch_size if batch_size == "auto" else int(batch_size),
-                draft=draft,
-                calibration=os.fspath(calibration) if calibration else None,
-            )
-            return
-        scorer = DeepfakeScorer(
-            model=model,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size if batch_size == "auto" else int(batch_size),
-            image_column=src.image_column,
-            draft=draft,
-            calibration=os.fspath(calibration) if calibration else None,
-            provenance=checker_from_options(provenance, watermark, trust_anchors),
-        )
-        if output is None:
-            scorer.load()
-            batch = next(src.batches(1))
-            _print_single(source, scorer.score_images(batch[src.image_column]))
-            return
-        run = ScoringRun(src, scorer, output, overwrite=overwrite, chunk_rows=chunk_rows)
-        if run.resumed_rows:
+        try:
+            with ConsoleProgress("img") as progress:
+                result = score_use_case(request, progress)
+        except ScoreInterrupted as exc:
             stderr.print(
-                f"Resuming: {run.resumed_rows} rows already scored in {work_dir_for(output)}"
+                f"Interrupted: finished chunks are kept in {exc.work_dir}; run the same "
+                "command again to resume."
             )
-        with stderr.status(f"Loading {scorer.model} ..."):
-            scorer.load()
-        started = time.perf_counter()
-        with progress_bar("img") as bar:
-            task = bar.add_task(
-                "Scoring", total=src.num_rows, completed=run.resumed_rows, resumed=run.resumed_rows
-            )
-            try:
-                rows = run.run(progress=lambda n: bar.advance(task, n))
-            except KeyboardInterrupt:
-                bar.stop()
-                stderr.print(
-                    f"Interrupted: finished chunks are kept in {work_dir_for(output)}; run the "
-                    "same command again to resume."
-                )
-                raise typer.Exit(130) from None
-        seconds = time.perf_counter() - started
-        if src.kind == "image":
-            import pyarrow.parquet as pq
-
-            _print_single(
-                source, pq.read_table(output).drop_columns([src.image_column]).to_pydict()
-            )
-        _score_summary(os.fspath(output), seconds, rows - run.resumed_rows)
+            raise typer.Exit(130) from None
+        if result.first is not None:
+            _print_single(source, result.first)
+        if result.output is not None:
+            _print_summary(result)
 
     guarded(body)

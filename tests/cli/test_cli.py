@@ -56,7 +56,10 @@ def folder(tmp_path_factory, photo_paths, broken_images) -> Path:
 @pytest.fixture(scope="module")
 def scored(folder, tiny_checkpoint) -> tuple[Path, subprocess.CompletedProcess]:
     out = folder.parent / "scored.parquet"
-    proc = curate("score", folder, "-o", out, "--model", tiny_checkpoint, "--batch-size", "2")
+    proc = curate(
+        "score", folder, "-o", out, "--model", tiny_checkpoint, "--batch-size", "2",
+        "--dtype", "float32",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return out, proc
 
@@ -82,7 +85,8 @@ def test_score_folder_read_back_by_three_readers(folder, scored, tiny_checkpoint
         assert row["bytes"] == (folder / row["path"]).read_bytes()
 
     # The CLI gives exactly what the library scorer gives for the same files.
-    scorer = DeepfakeScorer(model=tiny_checkpoint, batch_size=2)  # same batches, same floats
+    # Same batches, same dtype: same floats.
+    scorer = DeepfakeScorer(model=tiny_checkpoint, batch_size=2, dtype="float32")
     expected = scorer.score_images([folder / f for f in files])
     assert table.column("fake_prob").to_pylist() == expected["fake_prob"]
     errors = dict(zip(files, table.column("deepfake_error").to_pylist(), strict=True))
@@ -245,9 +249,11 @@ def test_saved_dataset_source(tmp_path, photo_paths, tiny_checkpoint):
 
 
 def test_single_image_prints_probabilities(photo_paths, tiny_checkpoint):
-    proc = curate("score", photo_paths[0], "--model", tiny_checkpoint)
+    proc = curate("score", photo_paths[0], "--model", tiny_checkpoint, "--dtype", "float32")
     assert proc.returncode == 0, proc.stderr
-    expected = DeepfakeScorer(model=tiny_checkpoint).score_images([photo_paths[0]])
+    expected = DeepfakeScorer(model=tiny_checkpoint, dtype="float32").score_images(
+        [photo_paths[0]]
+    )
     words = " ".join(proc.stdout.replace("│", " ").split())
     assert f"Fake {expected['fake_prob'][0]:.3f}" in words
     assert f"Real {expected['real_prob'][0]:.3f}" in words

@@ -1,0 +1,1 @@
+"""Use cases: one function per job, called by every front end."""

@@ -1,0 +1,289 @@
+"""Scoring a source into one Parquet file (or one image's scores): `score(ScoreRequest)`.
+
+Every option is checked before the model loads; the job runs locally (resumable,
+`curate.runs.ScoringRun`) or on Ray (`curate.integrations.ray.score_files`), and the result
+holds the counts a front end shows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from curate import schema
+from curate.app.options import RequestError, check_parquet_output, check_scoring_options
+from curate.app.progress import Progress
+
+if TYPE_CHECKING:
+    from curate.sources import Source
+
+ENGINES = ("local", "ray")
+# What `--engine ray` reads (`curate.integrations.ray.read_source`).
+RAY_SOURCE_KINDS = ("image", "folder", "parquet")
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """What to score, where to write it, and how (the options of `curate score`).
+
+    `output` None scores a single image without writing a file (its scores are in the
+    result's `first`). `engine="ray"`, or `num_gpus` above 1, runs on Ray Data: one model
+    copy per GPU, on a local cluster or the one at `address`."""
+
+    source: str | os.PathLike
+    output: str | os.PathLike | None = None
+    model: str | None = None
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | str = 16
+    image_column: str | None = None
+    split: str | None = None
+    config: str | None = None
+    limit: int | None = None
+    overwrite: bool = False
+    draft: bool = False
+    calibration: str | os.PathLike | None = None
+    chunk_rows: int = 256
+    provenance: bool = False
+    watermark: bool = False
+    trust_anchors: str | os.PathLike | None = None
+    engine: str = "local"
+    address: str | None = None
+    num_gpus: int | None = None
+
+    @property
+    def on_ray(self) -> bool:
+        return self.engine == "ray" or (self.num_gpus or 0) > 1
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What a scoring job did: the file it wrote and what its rows hold."""
+
+    source: str
+    source_kind: str  # "image", "folder", "parquet", "dataset" or "hub"
+    output: str | None  # None: a single image scored without writing a file
+    engine: str
+    rows: int  # rows in the output
+    resumed_rows: int  # of them, scored by an earlier, interrupted run
+    seconds: float  # time spent scoring (model loading excluded on the local engine)
+    fake: int
+    real: int
+    unreadable: int
+    provenance: Mapping[str, int] | None = None  # `curate.provenance.evidence_counts`
+    first: Mapping[str, Any] | None = None  # a single image's score (and provenance) values
+
+    @property
+    def scored_rows(self) -> int:
+        """Rows scored by this job (not resumed)."""
+        return self.rows - self.resumed_rows
+
+    @property
+    def images_per_second(self) -> float | None:
+        if self.seconds <= 0 or not self.scored_rows:
+            return None
+        return self.scored_rows / self.seconds
+
+
+class ScoreInterrupted(KeyboardInterrupt):
+    """Scoring was interrupted; the finished chunks wait in `work_dir` for a re-run."""
+
+    def __init__(self, work_dir: str) -> None:
+        super().__init__(work_dir)
+        self.work_dir = work_dir
+
+
+@dataclass(frozen=True)
+class _Checked:
+    source: Source
+    output: str | None
+    batch_size: int | str
+    provenance: Any  # a `curate.provenance.ProvenanceChecker`, or None
+
+
+def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResult:
+    """Score `request.source` as `request` asks; `progress` hears the steps and rows.
+
+    Raises `RequestError` (a `ValueError`) for options that cannot work, before any model
+    loads; `ScoreInterrupted` when interrupted during a local run."""
+    progress = progress or Progress()
+    checked = _check(request)
+    if request.on_ray:
+        return _score_on_ray(request, checked, progress)
+    return _score_locally(request, checked, progress)
+
+
+def _check(request: ScoreRequest) -> _Checked:
+    """Everything that can be wrong with the request, found before any model loads."""
+    from curate.provenance import checker_from_options
+    from curate.sources import resolve_source
+
+    if request.engine not in ENGINES:
+        raise RequestError(f"--engine must be 'local' or 'ray', got {request.engine!r}")
+    output = None if request.output is None else check_parquet_output(request.output)
+    batch_size = check_scoring_options(request.device, request.dtype, request.batch_size)
+    source = os.fspath(request.source)
+    src = resolve_source(
+        source,
+        image_column=request.image_column,
+        split=request.split,
+        limit=request.limit,
+        config=request.config,
+    )
+    if output is None and request.on_ray:
+        raise RequestError("--engine ray writes a Parquet file: pass -o OUT.parquet")
+    if output is None and src.kind != "image":
+        raise RequestError(f"{source} is a {src.kind} source: pass -o OUT.parquet")
+    if request.on_ray:
+        _check_ray(request, src)
+    checker = checker_from_options(request.provenance, request.watermark, request.trust_anchors)
+    return _Checked(src, output, batch_size, checker)
+
+
+def _check_ray(request: ScoreRequest, src: Source) -> None:
+    if src.kind not in RAY_SOURCE_KINDS:
+        raise RequestError(
+            f"--engine ray reads image files and Parquet; {os.fspath(request.source)} is a "
+            f"{src.kind}"
+        )
+    if request.limit is not None:
+        raise RequestError("--limit is not supported with --engine ray")
+    if request.num_gpus and request.address is None:
+        import torch
+
+        have = torch.cuda.device_count()
+        if have < request.num_gpus:
+            raise RequestError(
+                f"--num-gpus {request.num_gpus} but this machine has {have} CUDA GPU(s)"
+            )
+
+
+def _scorer(request: ScoreRequest, checked: _Checked):
+    from curate.scorer import DeepfakeScorer
+
+    return DeepfakeScorer(
+        model=request.model,
+        revision=request.revision,
+        device=request.device,
+        dtype=request.dtype,
+        batch_size=checked.batch_size,
+        image_column=checked.source.image_column,
+        draft=request.draft,
+        calibration=os.fspath(request.calibration) if request.calibration else None,
+        provenance=checked.provenance,
+    )
+
+
+def _score_locally(request: ScoreRequest, checked: _Checked, progress: Progress) -> ScoreResult:
+    from curate.runs import ScoringRun, work_dir_for
+
+    src, output = checked.source, checked.output
+    scorer = _scorer(request, checked)
+    if output is None:  # one image, no file: its scores only
+        progress.wait(f"Loading {scorer.model}")
+        scorer.load()
+        started = time.perf_counter()
+        batch = next(src.batches(1))
+        scores = scorer.score_images(batch[src.image_column])
+        first = {name: values[0] for name, values in scores.items()}
+        return _result(request, src, None, time.perf_counter() - started, 0, first)
+    run = ScoringRun(
+        src, scorer, output, overwrite=request.overwrite, chunk_rows=request.chunk_rows
+    )
+    if run.resumed_rows:
+        progress.note(f"Resuming: {run.resumed_rows} rows already scored in {work_dir_for(output)}")
+    progress.wait(f"Loading {scorer.model}")
+    scorer.load()
+    progress.start("Scoring", total=src.num_rows, done=run.resumed_rows)
+    started = time.perf_counter()
+    try:
+        run.run(progress=progress.advance)
+    except KeyboardInterrupt:
+        raise ScoreInterrupted(work_dir_for(output)) from None
+    seconds = time.perf_counter() - started
+    first = _first_row(output, src.image_column) if src.kind == "image" else None
+    return _result(request, src, output, seconds, run.resumed_rows, first)
+
+
+def _score_on_ray(request: ScoreRequest, checked: _Checked, progress: Progress) -> ScoreResult:
+    from curate.integrations.ray import score_files
+
+    src = checked.source
+    progress.wait(f"Scoring with Ray ({request.address or 'local cluster'})")
+    started = time.perf_counter()
+    score_files(
+        os.fspath(request.source),
+        checked.output,
+        address=request.address,
+        num_gpus=1 if request.num_gpus else None,
+        concurrency=request.num_gpus,
+        image_column=src.image_column if src.kind == "parquet" else None,
+        overwrite=request.overwrite,
+        model=request.model,
+        revision=request.revision,
+        device=request.device,
+        dtype=request.dtype,
+        batch_size=checked.batch_size,
+        draft=request.draft,
+        calibration=os.fspath(request.calibration) if request.calibration else None,
+        provenance=checked.provenance,
+    )
+    return _result(request, src, checked.output, time.perf_counter() - started, 0, None)
+
+
+def _first_row(output: str, image_column: str) -> dict[str, Any]:
+    """The score (and provenance) values of a file's first row."""
+    import pyarrow.parquet as pq
+
+    names = [c for c in pq.read_schema(output).names if c != image_column]
+    return {c: v[0] for c, v in pq.read_table(output, columns=names).to_pydict().items()}
+
+
+def _result(
+    request: ScoreRequest,
+    src: Source,
+    output: str | None,
+    seconds: float,
+    resumed: int,
+    first: Mapping[str, Any] | None,
+) -> ScoreResult:
+    """The counts of what was scored: read back from the output file, or from the one row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    wanted = (schema.LABEL, schema.ERROR, schema.PROVENANCE_SYNTHETIC, schema.PROVENANCE_STRONG)
+    if output is None:
+        table = pa.table(
+            {c: pa.array([first[c]], schema.arrow_type(c)) for c in wanted if c in first}
+        )
+    else:
+        names = pq.read_schema(output).names
+        table = pq.read_table(output, columns=[c for c in wanted if c in names])
+    labels = table.column(schema.LABEL)
+    evidence = None
+    if schema.PROVENANCE_SYNTHETIC in table.column_names:
+        from curate.provenance import evidence_counts
+
+        evidence = evidence_counts(
+            table.column(schema.PROVENANCE_SYNTHETIC).to_pylist(),
+            table.column(schema.PROVENANCE_STRONG).to_pylist(),
+        )
+    return ScoreResult(
+        source=os.fspath(request.source),
+        source_kind=src.kind,
+        output=output,
+        engine="ray" if request.on_ray else "local",
+        rows=table.num_rows,
+        resumed_rows=resumed,
+        seconds=seconds,
+        fake=int(pc.sum(pc.equal(labels, schema.FAKE)).as_py() or 0),
+        real=int(pc.sum(pc.equal(labels, schema.REAL)).as_py() or 0),
+        unreadable=table.num_rows - table.column(schema.ERROR).null_count,
+        provenance=evidence,
+        first=first,
+    )
