@@ -1,15 +1,19 @@
-"""`curate eval`: measure the detector on a labelled sample and choose a threshold."""
+"""`curate eval`: measure the detector on a labelled sample and choose a threshold.
+
+Options -> `curate.app.evaluate.EvalRequest` -> `curate.app.evaluate.evaluate` -> printed
+summary (`curate.evaluation.render.console_summary`).
+"""
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from curate.cli.common import UsageError, guarded, progress_bar, stdout
+from curate import schema
+from curate.cli.common import ConsoleProgress, guarded, stdout
 
 
 class Calibrate(str, Enum):
@@ -46,7 +50,7 @@ def eval_(
     ] = None,
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Cut for the card-style table.")
-    ] = 0.5,
+    ] = schema.LABEL_THRESHOLD,
     target_precision: Annotated[
         float | None,
         typer.Option(
@@ -173,47 +177,11 @@ def eval_(
     """
 
     def body() -> None:
-        from curate import evaluation as ev
-        from curate.detectors import resolve_device, resolve_dtype
-        from curate.scorer import DeepfakeScorer
-        from curate.sources import resolve_source
+        from curate.app.evaluate import EvalRequest, evaluate
+        from curate.evaluation.render import console_summary
+        from curate.evaluation.report import EvalOptions
 
-        lmap = ev.parse_label_map(label_map) if label_map else None
-        perturbations = tuple(perturb) if perturb else ev.DEFAULT_PERTURBATIONS
-        if os.path.exists(out_dir / "report.json") and not overwrite:
-            raise UsageError(f"{out_dir} already holds a report (pass --overwrite to replace it)")
-        src = resolve_source(source, image_column=image_column, split=split, limit=limit)
-        resolve_dtype(dtype, resolve_device(device))
-        if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
-            raise UsageError(
-                f"--batch-size must be a positive integer or 'auto', got {batch_size!r}"
-            )
-        scorer = DeepfakeScorer(
-            model=model,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size if batch_size == "auto" else int(batch_size),
-            image_column=src.image_column,
-            calibration=os.fspath(calibration) if calibration else None,
-            with_logits=True,
-        )
-        if robustness:
-            ev.check_perturbations(perturbations)
-        with progress_bar("img") as bar:
-            task = bar.add_task("Reading labels and scores", total=src.num_rows)
-            sample = ev.collect_labelled(
-                src,
-                label_column,
-                scorer=scorer,
-                label_map=lmap,
-                group_column=group_column,
-                # Rows read per scorer call; the scorer splits them into forward batches.
-                batch_size=256 if batch_size == "auto" else max(int(batch_size), 64),
-                rescore=rescore,
-                progress=lambda n: bar.advance(task, n),
-            )
-        options = ev.EvalOptions(
+        options = EvalOptions(
             threshold=threshold,
             target_precision=target_precision,
             target_recall=target_recall,
@@ -228,45 +196,31 @@ def eval_(
             n_bins=bins,
             seed=seed,
         )
-        report = ev.evaluate_sample(sample, options)
-        report.source = source
-        if calibration and sample.calibration != scorer.calibration:
-            report.notes.append(
-                "--calibration was not applied: the scores were read from the source "
-                "(pass --rescore to score again with it)"
-            )
-        if robustness and report.chosen.threshold is not None:
-            idx = ev.probe_indices(sample.y, probe_limit, seed)
-            images = ev.gather_images(src, sample.rows[idx])
-            fitted = report.calibration.calibration if report.calibration else None
-            probe_scorer = scorer
-            if (model is None and sample.model and sample.model != scorer.model) or (
-                sample.calibration != scorer.calibration
-            ):
-                # Stored scores: re-score with the model and calibration that made them.
-                probe_scorer = DeepfakeScorer(
-                    model=sample.model if model is None and sample.model else scorer.model,
-                    revision=revision,
-                    device=device,
-                    dtype=dtype,
-                    batch_size=scorer.batch_size,
-                    image_column=src.image_column,
-                    calibration=sample.calibration,
-                    with_logits=True,
-                )
-            with progress_bar("img") as bar:
-                task = bar.add_task(f"Robustness ({len(perturbations)} variants)", total=len(idx))
-                report.robustness = ev.robustness_probe(
-                    probe_scorer,
-                    images,
-                    sample.y[idx],
-                    report.chosen.threshold,
-                    perturbations=perturbations,
-                    calibration=fitted,
-                    progress=lambda n: bar.advance(task, n),
-                )
-        files = ev.write_eval_report(report, sample, os.fspath(out_dir), overwrite=overwrite)
-        stdout.print(ev.console_summary(report), markup=False, highlight=False, soft_wrap=True)
-        stdout.print(f"Wrote {len(files)} files to {out_dir}", markup=False)
+        request = EvalRequest(
+            source=source,
+            out_dir=out_dir,
+            label_column=label_column,
+            label_map=label_map,
+            group_column=group_column,
+            options=options,
+            calibration=calibration,
+            rescore=rescore,
+            robustness=robustness,
+            perturbations=perturb,
+            probe_limit=probe_limit,
+            model=model,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            image_column=image_column,
+            split=split,
+            limit=limit,
+            overwrite=overwrite,
+        )
+        with ConsoleProgress("img") as progress:
+            result = evaluate(request, progress)
+        stdout.print(console_summary(result.report), markup=False, highlight=False, soft_wrap=True)
+        stdout.print(f"Wrote {len(result.files)} files to {result.out_dir}", markup=False)
 
     guarded(body)

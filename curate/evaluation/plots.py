@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from curate.evaluation import reliability_bins
+from curate.evaluation.metrics import reliability_bins
 
 FAKE_COLOUR, REAL_COLOUR = "#d62728", "#1f77b4"
 

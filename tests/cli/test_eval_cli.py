@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import CLI_ENV, SPREAD
 from conftest import run_curate as curate
 from PIL import Image, ImageOps
 
 from curate.calibration import Calibration
 from curate.io.parquet import curate_metadata as read_metadata
 from curate.io.parquet import write_parquet
+from curate.testing import build_random_checkpoint
 
 EVAL_FILES = {
     "report.md",
@@ -212,3 +215,67 @@ def test_eval_and_report_errors_are_one_line(evaluated, labelled, tiny_checkpoin
     write_parquet([{"a": [1, 2]}], plain, image_column=None)
     proc = curate("report", plain, "--out-dir", tmp_path / "w")
     assert proc.returncode == 2 and "no 'fake_prob' column" in one_line_error(proc)
+    scored = tmp_path / "scores-only.parquet"
+    write_parquet([{"fake_prob": [0.1, 0.7, 0.95, None]}], scored, image_column=None)
+    proc = curate(
+        "report", scored, "--out-dir", tmp_path / "v", "--threshold", "0.5",
+        "--from-eval", out / "report.json",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "not both" in one_line_error(proc)
+    proc = curate("report", scored, "--out-dir", tmp_path / "v", "--thresholds", "0.5,2")
+    assert proc.returncode == 2 and "[0, 1]" in one_line_error(proc)
+    proc = curate("eval", labelled, "--out-dir", tmp_path / "u", "--label-map", "ai")
+    assert proc.returncode == 2 and "--label-map" in one_line_error(proc)
+
+
+def test_report_counts_a_review_band_alone(tmp_path):
+    """A band decides by its edges: no threshold needs to be given with it."""
+    scored = tmp_path / "scores-only.parquet"
+    write_parquet([{"fake_prob": [0.1, 0.7, 0.95, None]}], scored, image_column=None)
+    proc = curate("report", scored, "--out-dir", tmp_path / "r", "--review-band", "0.6", "0.9")
+    assert proc.returncode == 0, proc.stderr
+    rule = json.loads((tmp_path / "r" / "report.json").read_text())["rule"]
+    assert rule["review_band"] == [0.6, 0.9]
+    counts = [rule[k] for k in ("keep", "review", "remove", "unscored")]
+    assert counts == [1, 1, 1, 1]
+
+
+def test_rescore_records_the_model_it_scored_with(tiny_checkpoint, labelled, tmp_path):
+    """`--rescore` on a file scored by another model: the report, calibration.json and the
+    robustness probe use the model that scored again (here the default, $CURATE_MODEL), not
+    the one the file's metadata names."""
+    from curate.scorer import DeepfakeScorer
+    from curate.sources import resolve_source
+
+    other = build_random_checkpoint(tmp_path / "other", classifier_scale=SPREAD, seed=1)
+    src = resolve_source(labelled)
+    batch = next(src.batches(100))
+    old = DeepfakeScorer(tiny_checkpoint, with_logits=True, calibration=Calibration(slope=0.5))
+    batch.update(old.score_images(batch["image"]))
+    batch["truth"] = [im["path"].split("/")[0] for im in batch["image"]]
+    path = tmp_path / "scored.parquet"
+    write_parquet([batch], path, metadata=old.metadata())
+
+    out = tmp_path / "eval"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "curate.cli", "eval", path, "--rescore", "--out-dir", out,
+            "--label-column", "truth", "--fit-calibration", "temperature",
+            "--calibration-holdout", "0", "--bootstrap", "20", "--robustness",
+            "--perturb", "jpeg:50", "--probe-limit", "100",
+        ],
+        capture_output=True, text=True, env={**CLI_ENV, "CURATE_MODEL": other}, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"] == other
+    assert report["scored_with"] is None  # the new scores carry no calibration
+    assert Calibration.load(out / "calibration.json").model == other
+    scores = pq.read_table(out / "scores.parquet").to_pydict()
+    stored = [p for p in batch["fake_prob"] if p is not None]
+    assert not np.allclose(sorted(scores["fake_prob"]), sorted(stored), atol=1e-3)
+    # The probe's unperturbed row is the sample as re-scored: every image, same scores.
+    original = report["robustness"][0]
+    assert original["n"] == len(scores["fake_prob"])
+    expected = np.mean(scores["fake_prob_calibrated"])
+    assert original["mean_fake_prob"] == pytest.approx(expected, abs=1e-5)

@@ -1,0 +1,223 @@
+"""Measuring the detector on a labelled sample: `evaluate(EvalRequest)` (`curate eval`).
+
+Every option is checked before a model loads. Then the source is read with its labels, its
+scores taken as stored (a file written by `curate score`) or made by a scorer built here,
+evaluated (`curate.evaluation`), optionally probed for robustness with the model and
+calibration that made the scores, and the report folder written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from curate.app.options import RequestError, check_scoring_options
+from curate.app.progress import Progress
+
+if TYPE_CHECKING:
+    from curate.calibration import Calibration
+    from curate.evaluation.labels import LabelledSample
+    from curate.evaluation.report import EvalOptions, EvalReport
+    from curate.scorer import DeepfakeScorer
+    from curate.sources import Source
+
+REPORT_FILE = "report.json"  # its presence marks a folder that holds a report
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to evaluate and how (the options of `curate eval`).
+
+    `options` say what to measure and decide (targets, calibration fit, bootstrap...;
+    default `EvalOptions()`). Scores already in the source are used as they are unless
+    `rescore`; otherwise the images are scored with `model` (and `calibration`, a saved
+    calibration JSON). `robustness` re-scores a stratified sample of `probe_limit` images
+    after each of `perturbations` (default `curate.evaluation.DEFAULT_PERTURBATIONS`)."""
+
+    source: str | os.PathLike
+    out_dir: str | os.PathLike
+    label_column: str = "label"
+    label_map: str | Mapping[str, str] | Iterable[str] | None = None
+    group_column: str | None = None
+    options: EvalOptions | None = None
+    calibration: str | os.PathLike | None = None
+    rescore: bool = False
+    robustness: bool = False
+    perturbations: Sequence[str] | None = None
+    probe_limit: int = 200
+    model: str | None = None
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | str = 16
+    image_column: str | None = None
+    split: str | None = None
+    limit: int | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What an evaluation found (`report`), on which rows (`sample`), and the files it wrote."""
+
+    report: EvalReport
+    sample: LabelledSample
+    out_dir: str
+    files: list[str]
+
+
+@dataclass(frozen=True)
+class _Checked:
+    source: Source
+    out_dir: str
+    options: EvalOptions
+    label_map: dict[str, str] | None
+    perturbations: tuple[str, ...]
+    calibration: Calibration | None
+    batch_size: int | str
+
+
+def evaluate(request: EvalRequest, progress: Progress | None = None) -> EvalResult:
+    """Evaluate the detector on `request.source` and write the report to `request.out_dir`.
+
+    Raises `RequestError` (a `ValueError`) for options that cannot work, before any model
+    loads, and `curate.evaluation.EvaluationError` (also a `ValueError`) when the sample
+    cannot answer what was asked."""
+    from curate.evaluation.labels import collect_labelled
+    from curate.evaluation.report import evaluate_sample, write_eval_report
+
+    progress = progress or Progress()
+    checked = _check(request)
+    src = checked.source
+    scorer = _scorer(request, checked, request.model, request.revision, checked.calibration)
+    progress.start("Reading labels and scores", total=src.num_rows)
+    sample = collect_labelled(
+        src,
+        request.label_column,
+        scorer=scorer,
+        label_map=checked.label_map,
+        group_column=request.group_column,
+        # Rows read per scorer call; the scorer splits them into forward batches.
+        batch_size=256 if checked.batch_size == "auto" else max(checked.batch_size, 64),
+        rescore=request.rescore,
+        progress=progress.advance,
+    )
+    report = evaluate_sample(sample, checked.options)
+    report.source = os.fspath(request.source)
+    if sample.stored_scores and checked.calibration not in (None, sample.calibration):
+        report.notes.append(
+            "--calibration was not applied: the scores were read from the source "
+            "(pass --rescore to score again with it)"
+        )
+    if request.robustness:
+        report.robustness = _probe(request, checked, sample, report, scorer, progress)
+    files = write_eval_report(report, sample, checked.out_dir, overwrite=request.overwrite)
+    return EvalResult(report, sample, checked.out_dir, files)
+
+
+def _check(request: EvalRequest) -> _Checked:
+    """Everything that can be wrong with the request, found before any model loads."""
+    from curate.calibration import resolve_calibration
+    from curate.evaluation.calibration import CALIBRATION_METHODS
+    from curate.evaluation.labels import parse_label_map
+    from curate.evaluation.report import EvalOptions
+    from curate.evaluation.robustness import DEFAULT_PERTURBATIONS, check_perturbations
+    from curate.sources import resolve_source
+
+    out_dir = os.fspath(request.out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise RequestError(f"--out-dir {out_dir} is a file; name a folder for the report")
+    if os.path.exists(os.path.join(out_dir, REPORT_FILE)) and not request.overwrite:
+        raise RequestError(f"{out_dir} already holds a report (pass --overwrite to replace it)")
+    options = request.options or EvalOptions()
+    if options.fit_calibration not in (None, *CALIBRATION_METHODS):
+        raise RequestError(
+            f"--fit-calibration must be one of {', '.join(CALIBRATION_METHODS)}, "
+            f"got {options.fit_calibration!r}"
+        )
+    try:
+        label_map = parse_label_map(request.label_map) if request.label_map else None
+    except ValueError as exc:
+        raise RequestError(f"--label-map: {exc}") from None
+    perturbations = tuple(request.perturbations or DEFAULT_PERTURBATIONS)
+    if request.robustness:
+        check_perturbations(perturbations)
+        if request.probe_limit < 2:
+            raise RequestError(f"--probe-limit must be at least 2, got {request.probe_limit}")
+    calibration = resolve_calibration(request.calibration)
+    batch_size = check_scoring_options(request.device, request.dtype, request.batch_size)
+    src = resolve_source(
+        request.source, image_column=request.image_column, split=request.split, limit=request.limit
+    )
+    return _Checked(src, out_dir, options, label_map, perturbations, calibration, batch_size)
+
+
+def _scorer(
+    request: EvalRequest,
+    checked: _Checked,
+    model: str | None,
+    revision: str | None,
+    calibration: Calibration | None,
+) -> DeepfakeScorer:
+    # with_logits: a calibration is fitted on exact logit gaps, not on float32 probabilities.
+    from curate.scorer import DeepfakeScorer
+
+    return DeepfakeScorer(
+        model=model,
+        revision=revision,
+        device=request.device,
+        dtype=request.dtype,
+        batch_size=checked.batch_size,
+        image_column=checked.source.image_column,
+        calibration=calibration,
+        with_logits=True,
+    )
+
+
+def _probe(
+    request: EvalRequest,
+    checked: _Checked,
+    sample: LabelledSample,
+    report: EvalReport,
+    scorer: DeepfakeScorer,
+    progress: Progress,
+) -> list[dict]:
+    """The robustness probe on a stratified sample, scored by what made the sample's scores."""
+    from curate.evaluation.robustness import gather_images, probe_indices, robustness_probe
+
+    idx = probe_indices(sample.y, request.probe_limit, checked.options.seed)
+    images = gather_images(checked.source, sample.rows[idx])
+    probe_scorer = _scorer_of(request, checked, sample, scorer)
+    fitted = report.calibration.calibration if report.calibration else None
+    progress.start(f"Robustness ({len(checked.perturbations)} variants)", total=len(idx))
+    return robustness_probe(
+        probe_scorer,
+        images,
+        sample.y[idx],
+        report.chosen.threshold,
+        perturbations=checked.perturbations,
+        calibration=fitted,
+        progress=progress.advance,
+    )
+
+
+def _scorer_of(
+    request: EvalRequest, checked: _Checked, sample: LabelledSample, scorer: DeepfakeScorer
+) -> DeepfakeScorer:
+    """A scorer that makes the sample's scores again: `scorer` when it made them; for stored
+    scores, the model (unless `request.model` names one), revision and calibration the file
+    records, so the probe's unperturbed row matches the scores the threshold was chosen on."""
+    if not sample.stored_scores:
+        return scorer
+    if request.model is None and sample.model is not None:
+        model, revision = sample.model, sample.revision
+    else:
+        model, revision = scorer.model, scorer.revision
+    same = (model, revision, sample.calibration) == (
+        scorer.model,
+        scorer.revision,
+        scorer.calibration,
+    )
+    return scorer if same else _scorer(request, checked, model, revision, sample.calibration)
