@@ -97,4 +97,8 @@ def test_score_dataset_types_match_plain_map(scorer):
     _check(out, 5, broken_at)
     plain = ds.map(scorer, batched=True, batch_size=2, load_from_cache_file=False)
     assert out.features == plain.features
-    np.testing.assert_allclose(out["fake_prob"], plain["fake_prob"], atol=1e-6)
+    a, b = list(out["fake_prob"]), list(plain["fake_prob"])
+    assert [p is None for p in a] == [p is None for p in b] == [i in broken_at for i in range(5)]
+    np.testing.assert_allclose(
+        [p for p in a if p is not None], [p for p in b if p is not None], atol=1e-6
+    )
