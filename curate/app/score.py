@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from curate.sources import Source
 
 ENGINES = ("local", "ray")
-# What `--engine ray` reads (`curate.integrations.ray.read_source`).
-RAY_SOURCE_KINDS = ("image", "folder", "parquet")
 
 
 @dataclass(frozen=True)
@@ -145,13 +143,11 @@ def _check(request: ScoreRequest) -> _Checked:
 
 
 def _check_ray(request: ScoreRequest, src: Source) -> None:
-    if src.kind not in RAY_SOURCE_KINDS:
+    if src.num_rows is None:
         raise RequestError(
-            f"--engine ray reads image files and Parquet; {os.fspath(request.source)} is a "
-            f"{src.kind}"
+            f"--engine ray needs a source that says how many rows it has; "
+            f"{os.fspath(request.source)} is streamed (use --engine local)"
         )
-    if request.limit is not None:
-        raise RequestError("--limit is not supported with --engine ray")
     if request.num_gpus and request.address is None:
         import torch
 
@@ -216,12 +212,11 @@ def _score_on_ray(request: ScoreRequest, checked: _Checked, progress: Progress) 
     progress.wait(f"Scoring with Ray ({request.address or 'local cluster'})")
     started = time.perf_counter()
     score_files(
-        os.fspath(request.source),
+        src,  # resolved (and limited) once, here: Ray reads the same rows a local run would
         checked.output,
         address=request.address,
         num_gpus=1 if request.num_gpus else None,
         concurrency=request.num_gpus,
-        image_column=src.image_column if src.kind == "parquet" else None,
         overwrite=request.overwrite,
         model=request.model,
         revision=request.revision,

@@ -160,7 +160,7 @@ def score(
         str,
         typer.Option(
             help="local (this process, resumable) or ray (Ray Data: one actor per GPU, on a "
-            "local cluster or the one at --address; image folders/files and Parquet).",
+            "local cluster or the one at --address; any source whose row count is known).",
         ),
     ] = "local",
     address: Annotated[

@@ -251,9 +251,7 @@ def test_saved_dataset_source(tmp_path, photo_paths, tiny_checkpoint):
 def test_single_image_prints_probabilities(photo_paths, tiny_checkpoint):
     proc = curate("score", photo_paths[0], "--model", tiny_checkpoint, "--dtype", "float32")
     assert proc.returncode == 0, proc.stderr
-    expected = DeepfakeScorer(model=tiny_checkpoint, dtype="float32").score_images(
-        [photo_paths[0]]
-    )
+    expected = DeepfakeScorer(model=tiny_checkpoint, dtype="float32").score_images([photo_paths[0]])
     words = " ".join(proc.stdout.replace("│", " ").split())
     assert f"Fake {expected['fake_prob'][0]:.3f}" in words
     assert f"Real {expected['real_prob'][0]:.3f}" in words
@@ -267,6 +265,138 @@ def test_runtime_and_argument_errors_are_one_line(tmp_path, folder, tiny_checkpo
         curate("score", folder, "-o", out, "--model", tmp_path / "no-model"), 1, "does not exist"
     )
     assert not out.exists() and not Path(f"{out}.work").exists()
+
+
+def test_output_in_a_missing_folder_fails_before_the_model_loads(tmp_path, folder):
+    out = tmp_path / "nodir" / "out.parquet"
+    # A model that cannot load would exit 1: exit 2 shows the output was checked first.
+    proc = curate("score", folder, "-o", out, "--model", tmp_path / "no-model")
+    assert_one_line_error(proc, 2, f"the folder {tmp_path / 'nodir'} does not exist")
+    assert ".lock" not in proc.stderr and "Loading" not in proc.stderr
+    assert not (tmp_path / "nodir").exists()
+
+
+def test_outputs_that_are_not_parquet_are_refused(tmp_path, folder, scored, tiny_checkpoint):
+    scored_path, _ = scored
+    kept = tmp_path / "kept.parquet"
+    proc = curate("score", folder, "-o", tmp_path / "out.csv", "--model", tiny_checkpoint)
+    assert_one_line_error(proc, 2, "out.csv: curate writes Parquet files")
+    band = ["--review-band", "0.3", "0.7"]
+    for args, option in [
+        (["-o", tmp_path / "kept.csv"], "-o/--output"),
+        (["-o", kept, "--removed", tmp_path / "removed.csv"], "--removed"),
+        (["-o", kept, *band, "--review", tmp_path / "review.json"], "--review"),
+        (["-o", kept, "--unscored-output", tmp_path / "unscored.txt"], "--unscored-output"),
+    ]:
+        proc = curate("filter", scored_path, *args)
+        assert_one_line_error(proc, 2, f"{option} ")
+        assert "writes Parquet files" in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == []  # nothing written, not even the kept file
+
+
+# Run in a subprocess, so that no other test's imports count.
+NO_TORCH_AFTER_HELP = """
+import sys
+from curate.cli import app
+assert "torch" not in sys.modules, "importing curate.cli imported torch"
+for args in (["--help"], ["score", "--help"], ["filter", "--help"]):
+    try:
+        app(args)
+    except SystemExit as exc:
+        assert exc.code == 0, (args, exc.code)
+assert "torch" not in sys.modules, "curate --help imported torch"
+"""
+
+# torch blocked outright: `import torch` raises ImportError, as where it is not installed.
+WITHOUT_TORCH = """
+import sys
+sys.modules["torch"] = None
+import curate.filtering, curate.schema, curate.io.parquet, curate.cli, curate.app.filter
+from curate.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exc:
+    sys.exit(exc.code)
+"""
+
+
+def test_help_imports_no_torch():
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TORCH_AFTER_HELP], capture_output=True, text=True, env=CLI_ENV
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "filter" in proc.stdout and "--review-band" in proc.stdout
+
+
+def test_filter_runs_without_torch(scored, tmp_path):
+    scored_path, _ = scored
+    kept, removed = tmp_path / "kept.parquet", tmp_path / "removed.parquet"
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, "filter", scored_path, "-o", kept]
+        + ["--removed", removed],
+        capture_output=True,
+        text=True,
+        env=CLI_ENV,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = pq.read_table(scored_path).num_rows
+    written = [pq.ParquetFile(p).metadata.num_rows for p in (kept, removed)]
+    assert (
+        sum(written) + pq.ParquetFile(tmp_path / "kept.unscored.parquet").metadata.num_rows == rows
+    )
+    # An argument error without torch: still one line, exit 2.
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, "filter", tmp_path / "nope.parquet", "-o", kept],
+        capture_output=True,
+        text=True,
+        env=CLI_ENV,
+    )
+    assert_one_line_error(proc, 2, "does not exist")
+
+
+def test_label_and_default_filter_agree_at_one_half(tmp_path):
+    from curate import schema
+    from curate.filtering import DecisionRule
+
+    probs = [0.25, 0.4999999, 0.5, 0.5000001, 0.75]
+    labels = [schema.label_for(p) for p in probs]
+    assert labels == ["Real", "Real", "Fake", "Fake", "Fake"]
+    assert DecisionRule().decide(0.5) == "remove"
+    columns = {
+        "id": pa.array(range(len(probs))),
+        schema.FAKE_PROB: pa.array(probs, schema.arrow_type(schema.FAKE_PROB)),
+        schema.REAL_PROB: pa.array([1 - p for p in probs], schema.arrow_type(schema.REAL_PROB)),
+        schema.LABEL: pa.array(labels, schema.arrow_type(schema.LABEL)),
+        schema.ERROR: pa.array([None] * len(probs), schema.arrow_type(schema.ERROR)),
+    }
+    scored_path = tmp_path / "half.parquet"
+    pq.write_table(pa.table(columns), scored_path)
+    assert pq.read_table(scored_path).column(schema.FAKE_PROB)[2].as_py() == 0.5  # exact in f32
+    kept, removed = tmp_path / "kept.parquet", tmp_path / "removed.parquet"
+    proc = curate("filter", scored_path, "-o", kept, "--removed", removed)  # default threshold
+    assert proc.returncode == 0, proc.stderr
+    assert "threshold 0.5" in proc.stdout
+    kept_rows = pq.read_table(kept).to_pydict()
+    removed_rows = pq.read_table(removed).to_pydict()
+    assert kept_rows["id"] == [0, 1] and set(kept_rows[schema.LABEL]) == {"Real"}
+    assert removed_rows["id"] == [2, 3, 4] and set(removed_rows[schema.LABEL]) == {"Fake"}
+    assert read_metadata(kept)["curate.threshold"] == "0.5"
+
+
+def test_engine_ray_scores_provenance_like_a_local_run(tmp_path, folder, tiny_checkpoint):
+    pytest.importorskip("ray")
+    args = ["--model", tiny_checkpoint, "--dtype", "float32", "--device", "cpu"]
+    args += ["--batch-size", "2", "--provenance", "--limit", "4"]
+    local, ray_out = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    assert curate("score", folder, "-o", local, *args).returncode == 0
+    proc = curate("score", folder, "-o", ray_out, *args, "--engine", "ray", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "Provenance evidence:" in proc.stdout
+    a, b = pq.read_table(local), pq.read_table(ray_out)
+    assert a.num_rows == 4 and a.column_names == b.column_names
+    assert "provenance_synthetic" in b.column_names
+    for name in ("image", "fake_prob", "deepfake_error", "provenance", "provenance_synthetic"):
+        assert a.column(name).to_pylist() == b.column(name).to_pylist(), name
 
 
 # -- in-process checks of the remaining error paths (fast; the same `app` the console runs) ---
