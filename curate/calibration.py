@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from curate.io.atomic import atomic_write_text
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -36,10 +38,7 @@ class Calibration:
         return asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:
