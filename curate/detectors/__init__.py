@@ -9,7 +9,13 @@ from curate.detectors.base import (
     resolve_device,
     resolve_dtype,
 )
-from curate.detectors.hf import PreprocessConfig, label_indices, load_detector, model_load_error
+from curate.detectors.hf import (
+    PreprocessConfig,
+    label_indices,
+    load_detector,
+    load_preprocess_config,
+    model_load_error,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -20,6 +26,7 @@ __all__ = [
     "default_model",
     "label_indices",
     "load_detector",
+    "load_preprocess_config",
     "model_load_error",
     "resolve_device",
     "resolve_dtype",

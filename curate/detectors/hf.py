@@ -1,10 +1,11 @@
-"""Hugging Face image classifiers as detectors: load weights, read labels and preprocessing."""
+"""Hugging Face image classifiers as detectors: load the weights, the label mapping
+(`labels.py`) and the preprocessing (`processors.py`) of a Hub id or local checkpoint."""
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -17,68 +18,16 @@ from curate.detectors.base import (
     resolve_device,
     resolve_dtype,
 )
+from curate.detectors.labels import label_indices
+from curate.detectors.processors import PreprocessConfig
 
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """What the checkpoint's `preprocessor_config.json` asks for (SigLIP-style fixed size)."""
-
-    height: int
-    width: int
-    resample: int = 2  # PIL.Image.BILINEAR
-    do_resize: bool = True
-    do_rescale: bool = True
-    rescale_factor: float = 1 / 255
-    do_normalize: bool = True
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-
-    @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> PreprocessConfig:
-        size = cfg.get("size") or {}
-        if isinstance(size, int):
-            size = {"height": size, "width": size}
-        if "height" not in size or "width" not in size:
-            raise ModelLoadError(
-                f"Unsupported preprocessing size {size!r}: curate supports fixed-size "
-                "processors ({'height': H, 'width': W}) such as SigLIP's."
-            )
-        if cfg.get("do_center_crop") or cfg.get("do_pad"):
-            raise ModelLoadError(
-                "Unsupported preprocessing: center crop / padding are not implemented."
-            )
-        mean = cfg.get("image_mean", (0.5, 0.5, 0.5))
-        std = cfg.get("image_std", (0.5, 0.5, 0.5))
-        if isinstance(mean, (int, float)):
-            mean = (mean,) * 3
-        if isinstance(std, (int, float)):
-            std = (std,) * 3
-        return cls(
-            height=int(size["height"]),
-            width=int(size["width"]),
-            resample=int(cfg.get("resample", 2)),
-            do_resize=bool(cfg.get("do_resize", True)),
-            do_rescale=bool(cfg.get("do_rescale", True)),
-            rescale_factor=float(cfg.get("rescale_factor", 1 / 255)),
-            do_normalize=bool(cfg.get("do_normalize", True)),
-            image_mean=tuple(float(m) for m in mean),
-            image_std=tuple(float(s) for s in std),
-        )
-
-
-def _label_index(id2label: dict[Any, str], name: str) -> int:
-    matches = [int(i) for i, label in id2label.items() if str(label).strip().lower() == name]
-    if len(matches) != 1:
-        raise ModelLoadError(
-            f"The checkpoint's id2label {dict(id2label)!r} must name exactly one '{name}' class "
-            "(case-insensitive); curate never guesses which index is which."
-        )
-    return matches[0]
-
-
-def label_indices(id2label: dict[Any, str]) -> tuple[int, int]:
-    """(fake_index, real_index), read by name from the checkpoint's `id2label`."""
-    return _label_index(id2label, "fake"), _label_index(id2label, "real")
+__all__ = [
+    "PreprocessConfig",
+    "label_indices",
+    "load_detector",
+    "load_preprocess_config",
+    "model_load_error",
+]
 
 
 def model_load_error(model: str, exc: Exception) -> ModelLoadError:
@@ -93,15 +42,41 @@ def model_load_error(model: str, exc: Exception) -> ModelLoadError:
     )
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Keep transformers' load reports and per-tensor loading bar out of users' own output."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_preprocess_config(model: str, revision: str | None = None) -> PreprocessConfig:
+    """The checkpoint's preprocessing, read through transformers' own PIL image processor for
+    it (configs only, no weights), or a ModelLoadError saying why it cannot be reproduced."""
+    from transformers import AutoImageProcessor
     from transformers.utils import cached_file
 
     try:
-        path = cached_file(model, "preprocessor_config.json", revision=revision)
+        cached_file(model, "preprocessor_config.json", revision=revision)
     except OSError as exc:
         raise model_load_error(model, exc) from None
-    with open(path, encoding="utf-8") as f:
-        return PreprocessConfig.from_dict(json.load(f))
+    try:
+        with _quiet_transformers():
+            processor = AutoImageProcessor.from_pretrained(
+                model, revision=revision, backend="pil", trust_remote_code=False
+            )
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"Could not read the image processor of {model!r}: {first}") from None
+    return PreprocessConfig.from_processor(processor)
 
 
 def load_detector(
@@ -110,46 +85,44 @@ def load_detector(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     rank: int | None = None,
+    synthetic_labels: Sequence[str] | str | None = None,
 ) -> Detector:
     """Load a Hub id or local directory as an eval-mode image classifier.
 
-    safetensors only and never remote code: a checkpoint is data, not a program."""
+    `synthetic_labels` names the classes that mean synthetic (a list, or a comma-separated
+    string); by default they are read from `id2label` through the synonym table in
+    `curate.detectors.labels`. safetensors only and never remote code: a checkpoint is data,
+    not a program."""
     from transformers import AutoModelForImageClassification
-    from transformers.utils import logging as hf_logging
 
     model = model or default_model()
     dev = resolve_device(device, rank)
     torch_dtype = resolve_dtype(dtype, dev)
     preprocess = load_preprocess_config(model, revision)
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    # Keep load reports and the per-tensor loading bar out of users' own progress bars.
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    load = dict(revision=revision, dtype=torch_dtype, use_safetensors=True, trust_remote_code=False)
     try:
-        net = AutoModelForImageClassification.from_pretrained(
-            model,
-            revision=revision,
-            dtype=torch_dtype,
-            attn_implementation="sdpa",
-            use_safetensors=True,
-            trust_remote_code=False,
-        )
+        with _quiet_transformers():
+            try:
+                net = AutoModelForImageClassification.from_pretrained(
+                    model, attn_implementation="sdpa", **load
+                )
+            except ValueError as exc:
+                # Architectures without attention (ConvNeXt) refuse the SDPA request.
+                if "attention implementation" not in str(exc):
+                    raise
+                net = AutoModelForImageClassification.from_pretrained(model, **load)
     except OSError as exc:
         raise model_load_error(model, exc) from None
     except ValueError as exc:
         raise ModelLoadError(f"Could not load model {model!r}: {exc}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-    fake_index, real_index = label_indices(net.config.id2label)
+    fake_indices, real_indices = label_indices(net.config.id2label, synthetic_labels)
     net.to(dev).eval()
     return Detector(
         model=net,
         device=dev,
         dtype=torch_dtype,
-        fake_indices=(fake_index,),
-        real_indices=(real_index,),
+        fake_indices=fake_indices,
+        real_indices=real_indices,
         preprocess=preprocess,
         bytes_per_image=_activation_bytes(net.config, preprocess, torch_dtype),
     )

@@ -1,13 +1,16 @@
-"""Resize and normalise images exactly as the checkpoint's own image processor does.
+"""Resize, crop and normalise images exactly as the checkpoint's own image processor does.
 
-The default path reproduces transformers' PIL processor: PIL resize with the checkpoint's
-`resample` (bilinear, with PIL's antialiasing) to uint8, then rescale and normalise in
-float32. The uint8 resize runs on CPU worker threads (PIL releases the GIL); the float
-arithmetic runs on the model's device, so only uint8 crosses to a GPU.
+The default path reproduces transformers' PIL processor (`PreprocessConfig` says which
+steps): PIL resize with the checkpoint's `resample` filter (with PIL's antialiasing) to
+uint8, to a fixed size or with the shortest edge to N, then any centre crops (zero-padded
+where the image is smaller), then rescale and normalise in float32. The uint8 work runs on
+CPU worker threads (PIL releases the GIL); the float arithmetic runs on the model's device,
+so only uint8 crosses to a GPU.
 
 The "torch" path (`resize_on_device`) takes the full decode to the model's device as uint8
-and resizes there with `interpolate(..., antialias=True)`: the GPU does the work that
-bottlenecks a GPU pipeline, at a small, tested cost in fidelity (README, "Fidelity").
+and resizes there with `interpolate(..., antialias=True)` to the same size, then crops the
+same window: the GPU does the work that bottlenecks a GPU pipeline, at a small, tested cost
+in fidelity (README, "Fidelity"). It has twins of PIL's bilinear and bicubic filters only.
 """
 
 from __future__ import annotations
@@ -16,19 +19,36 @@ import numpy as np
 import torch
 from PIL import Image
 
-from curate.detectors.hf import PreprocessConfig
+from curate.detectors.processors import PreprocessConfig, crop_window
 
 
 def resize(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
-    """An RGB image resized to the checkpoint's size: HWC uint8."""
-    if cfg.do_resize and img.size != (cfg.width, cfg.height):
-        img = img.resize((cfg.width, cfg.height), resample=Image.Resampling(cfg.resample))
+    """An RGB image resized and cropped to the model's input: HWC uint8."""
+    size = cfg.resized_size(*img.size)
+    if img.size != size:
+        img = img.resize(size, resample=Image.Resampling(cfg.resample))
     arr = np.asarray(img, dtype=np.uint8)
+    for crop in cfg.crops:
+        arr = _crop(arr, crop)
     if arr.shape != (cfg.height, cfg.width, 3):
         raise ValueError(
             f"image is {arr.shape[1]}x{arr.shape[0]} but the model needs {cfg.width}x{cfg.height} "
             "and the checkpoint's processor does not resize"
         )
+    return arr
+
+
+def _crop(arr: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+    """transformers' `center_crop` of an HWC array (zero padding where it is too small)."""
+    (top, pad_top, pad_bottom), (left, pad_left, pad_right) = (
+        crop_window(arr.shape[0], crop[0]),
+        crop_window(arr.shape[1], crop[1]),
+    )
+    arr = arr[
+        top : top + crop[0] - pad_top - pad_bottom, left : left + crop[1] - pad_left - pad_right
+    ]
+    if pad_top or pad_bottom or pad_left or pad_right:
+        arr = np.pad(arr, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)))
     return arr
 
 
@@ -62,10 +82,11 @@ def resize_on_device(
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """Full-size HWC uint8 images (numpy, or CHW uint8 tensors already on `device`, as nvJPEG
-    returns them) -> normalised NCHW `pixel_values`, resized on `device`.
+    returns them) -> normalised NCHW `pixel_values`, resized and cropped on `device`.
 
-    Antialiased interpolation of the checkpoint's filter, rounded to uint8 as PIL's output
-    is, then the same rescale + normalise as `normalize`."""
+    Antialiased interpolation of the checkpoint's filter to the size PIL would resize to,
+    rounded to uint8 as PIL's output is, the same crop windows, then the same rescale +
+    normalise as `normalize`."""
     mode = TORCH_RESAMPLE.get(cfg.resample)
     if mode is None:
         raise ValueError(f"resize='torch' has no equivalent of PIL resample={cfg.resample}")
@@ -76,9 +97,12 @@ def resize_on_device(
             x = img.to(device)[None].float()
         else:
             x = to_device(img, device).permute(2, 0, 1)[None].float()
-        if x.shape[-2:] != size and cfg.do_resize:
-            x = torch.nn.functional.interpolate(x, size=size, mode=mode, antialias=True)
+        width, height = cfg.resized_size(x.shape[-1], x.shape[-2])
+        if (height, width) != tuple(x.shape[-2:]):
+            x = torch.nn.functional.interpolate(x, size=(height, width), mode=mode, antialias=True)
             x = x.round_().clamp_(0, 255)
+        for crop in cfg.crops:
+            x = _crop_tensor(x, crop)
         if x.shape[-2:] != size:
             raise ValueError(
                 f"image is {x.shape[-1]}x{x.shape[-2]} but the model needs "
@@ -86,6 +110,22 @@ def resize_on_device(
             )
         out[i] = x[0]
     return _rescale_normalize(out, cfg, dtype)
+
+
+def _crop_tensor(x: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
+    """`_crop` of an NCHW tensor."""
+    (top, pad_top, pad_bottom), (left, pad_left, pad_right) = (
+        crop_window(x.shape[-2], crop[0]),
+        crop_window(x.shape[-1], crop[1]),
+    )
+    x = x[
+        ...,
+        top : top + crop[0] - pad_top - pad_bottom,
+        left : left + crop[1] - pad_left - pad_right,
+    ]
+    if pad_top or pad_bottom or pad_left or pad_right:
+        x = torch.nn.functional.pad(x, (pad_left, pad_right, pad_top, pad_bottom))
+    return x
 
 
 def normalize(

@@ -52,7 +52,10 @@ def test_fp32_matches_reference(tiny_checkpoint, oracle_images):
     ref_logits, ref_p = _reference(tiny_checkpoint, oracle_images)
     assert ref_p.std() > 0.2, "fixture too weak: probabilities do not spread"
     logits, p = _scored(
-        DeepfakeScorer(tiny_checkpoint, device="cpu", batch_size=4, with_logits=True), oracle_images
+        DeepfakeScorer(
+            tiny_checkpoint, device="cpu", dtype="float32", batch_size=4, with_logits=True
+        ),
+        oracle_images,
     )
     assert np.abs(logits - ref_logits).max() <= 1e-4
     assert np.abs(p - ref_p).max() <= 1e-4
@@ -61,7 +64,7 @@ def test_fp32_matches_reference(tiny_checkpoint, oracle_images):
 def test_oracle_catches_a_bicubic_resize(tiny_checkpoint, oracle_images):
     """The oracle has power: one wrong resampling filter fails it by orders of magnitude."""
     ref_logits, ref_p = _reference(tiny_checkpoint, oracle_images)
-    scorer = DeepfakeScorer(tiny_checkpoint, device="cpu", with_logits=True)
+    scorer = DeepfakeScorer(tiny_checkpoint, device="cpu", dtype="float32", with_logits=True)
     det = scorer.load()
     det.preprocess = dataclasses.replace(det.preprocess, resample=Image.Resampling.BICUBIC)
     logits, p = _scored(scorer, oracle_images)
@@ -70,8 +73,9 @@ def test_oracle_catches_a_bicubic_resize(tiny_checkpoint, oracle_images):
 
 
 def test_label_order_is_read_from_the_checkpoint(tiny_checkpoint, swapped_checkpoint, photo_paths):
-    a = DeepfakeScorer(tiny_checkpoint, device="cpu").score_images(photo_paths)
-    b = DeepfakeScorer(swapped_checkpoint, device="cpu").score_images(photo_paths)
+    kw = dict(device="cpu", dtype="float32")
+    a = DeepfakeScorer(tiny_checkpoint, **kw).score_images(photo_paths)
+    b = DeepfakeScorer(swapped_checkpoint, **kw).score_images(photo_paths)
     assert b["deepfake_label"] == a["deepfake_label"]
     np.testing.assert_allclose(b["fake_prob"], a["fake_prob"], atol=1e-6)
 
@@ -95,7 +99,7 @@ def test_bfloat16_bound(checkpoint_512, large_jpegs):
 
 
 def test_draft_decoding_bound(checkpoint_512, large_jpegs):
-    kw = dict(device="cpu", with_logits=True)
+    kw = dict(device="cpu", dtype="float32", with_logits=True)
     full, _ = _scored(DeepfakeScorer(checkpoint_512, **kw), large_jpegs)
     draft, _ = _scored(DeepfakeScorer(checkpoint_512, draft=True, **kw), large_jpegs)
     diff = np.abs(draft - full).max()
