@@ -68,7 +68,8 @@ def image_struct(value: Any) -> dict[str, Any] | None:
             raise ParquetExportError(
                 f"cannot store {type(value).__name__} as an image: {exc}"
             ) from None
-    if enc.get("bytes") is None and enc.get("path"):
+    # Regular files only: a FIFO or a device named like an image would block or never end.
+    if enc.get("bytes") is None and enc.get("path") and os.path.isfile(enc["path"]):
         try:
             with open(enc["path"], "rb") as f:
                 enc = {"bytes": f.read(), "path": enc["path"]}
