@@ -167,3 +167,42 @@ def image_folder(tmp_path, photo_paths) -> Path:
     for p in photo_paths:
         shutil.copy(p, d)
     return d
+
+
+# -- Pillow's own test images: a corpus of real-world breakage nobody here wrote ----------------
+PILLOW_CORPUS_VERSION = "11.3.0"
+
+
+@pytest.fixture(scope="session")
+def pillow_corpus() -> str:
+    """The folder `Tests/images` of Pillow's sdist (~1,100 files: odd modes, animations,
+    truncated and fuzzer files, decompression bombs), downloaded once with pip into
+    REPO/.cache/pillow-tests/; the test skips when it cannot be downloaded."""
+    import tarfile
+
+    cache = REPO / ".cache" / "pillow-tests"
+    top = f"pillow-{PILLOW_CORPUS_VERSION}"
+    images = cache / top / "Tests" / "images"
+    if images.is_dir():
+        return str(images)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+        got = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+             f"pillow=={PILLOW_CORPUS_VERSION}", "-d", tmp],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        sdists = sorted(Path(tmp).glob("pillow-*.tar.gz"))
+        if got.returncode != 0 or not sdists:
+            why = (got.stderr.strip().splitlines() or ["no sdist"])[-1]
+            pytest.skip(f"cannot download Pillow {PILLOW_CORPUS_VERSION}'s sdist: {why}")
+        prefix = f"{top}/Tests/images/"
+        with tarfile.open(sdists[0]) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+            tar.extractall(tmp, members=members, filter="data")
+        try:  # whole or not at all: a second test run racing this one finds it complete
+            os.rename(Path(tmp) / top, cache / top)
+        except OSError:
+            if not images.is_dir():
+                raise
+    return str(images)
