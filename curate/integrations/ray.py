@@ -15,8 +15,9 @@
 gives: numpy arrays (`read_images`), encoded bytes (`read_binary_files`, paired with its
 `path` column so errors name the file) and Hugging Face `{"bytes", "path"}` structs
 (`read_parquet` of a `datasets` export). `score_ray_dataset` wraps that call;
-`write_scored_parquet` writes the result in the project's Parquet schema; `score_files` is
-what `curate score --engine ray` runs.
+`write_scored_parquet` writes the result in the project's Parquet schema. `read_source` reads
+any curate SOURCE through `curate.sources` (Ray's tasks read the very rows a local run reads),
+and `score_files`, what `curate score --engine ray` runs, writes the file a local run writes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.scorer import DeepfakeScorer
+from curate.sources import Source
 
 logger = logging.getLogger(__name__)
 
@@ -112,17 +114,21 @@ def score_ray_dataset(
     num_gpus: float | None = None,
     batch_size: int | None = None,
     path_column: str | None = "path",
+    provenance: Any = None,
     **scorer_kwargs: Any,
 ):
     """`ds` with the score columns added: a `map_batches` stage of `RayDeepfakeScorer` actors.
 
     `scorer` (or `scorer_kwargs`) gives the settings each actor is built with; the weights
-    load in the actors. `num_gpus` is per actor (1: one actor per GPU; default 1 when the
+    load in the actors. `provenance` (True, "watermark" or a `ProvenanceChecker`, as for
+    `DeepfakeScorer`) adds the provenance columns, typed like a local run's. `num_gpus` is per actor (1: one actor per GPU; default 1 when the
     scorer's device is CUDA-bound and the cluster has GPUs, else 0) and `concurrency` is the
     number of actors (default: one per GPU in the cluster, else 1). `batch_size` rows go to
     an actor at a time (default: 4 forward batches)."""
     ray = _require_ray()
     settings = dict(scorer._settings() if scorer is not None else {}, **scorer_kwargs)
+    if provenance is not None:
+        settings["provenance"] = provenance
     settings.setdefault("image_column", "image")
     # The actor's own device choice ("auto") picks the GPU Ray assigns it.
     cluster_gpus = int(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0
@@ -246,74 +252,122 @@ def write_scored_parquet(
     return rows
 
 
-def read_source(source: str | os.PathLike | Sequence[str]):
-    """(Ray dataset, image column) for what `curate score --engine ray` accepts: a folder of
-    images, an image file or a list of them (read as bytes + path, so a broken file becomes a
-    row with an error, not a failed read task), or Parquet file(s) / a folder of them."""
-    _require_ray()
-    import ray.data
+def _as_source(
+    source: str | os.PathLike | Sequence[str] | Source,
+    image_column: str | None,
+    limit: int | None,
+    max_file_bytes: int | None,
+) -> Source:
+    from curate.sources import path_list_source, resolve_source
 
-    from curate.sources import PARQUET_EXTENSIONS, list_images
+    if isinstance(source, Source):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return resolve_source(
+            source, image_column=image_column, limit=limit, max_file_bytes=max_file_bytes
+        )
+    return path_list_source(list(source), image_column or "image", limit, max_file_bytes)
 
-    if not isinstance(source, (str, os.PathLike)):
-        return ray.data.read_binary_files(list(source), include_paths=True), "bytes"
-    source = os.fspath(source)
-    if os.path.isdir(source):
-        images = list_images(source)
-        if images:
-            files = [os.path.join(source, f) for f in images]
-            return ray.data.read_binary_files(files, include_paths=True), "bytes"
-        if any(f.lower().endswith(PARQUET_EXTENSIONS) for f in os.listdir(source)):
-            return ray.data.read_parquet(source), "image"
-        raise ValueError(f"no images or Parquet files found in {source!r}")
-    if source.lower().endswith(PARQUET_EXTENSIONS):
-        return ray.data.read_parquet(source), "image"
-    if os.path.isfile(source):
-        return ray.data.read_binary_files([source], include_paths=True), "bytes"
-    raise ValueError(f"{source!r} does not exist")
+
+def _read_rows(ids: pa.Table, source: Source, schema: pa.Schema | None) -> pa.Table:
+    """The source's rows whose numbers `ids` holds (a `ray.data.range` batch), as Arrow."""
+    from curate.io.parquet import build_schema, to_table
+
+    numbers = ids.column("id").to_pylist()
+    tables = []
+    start = 0
+    for i in range(1, len(numbers) + 1):  # one read per run of consecutive row numbers
+        if i == len(numbers) or numbers[i] != numbers[i - 1] + 1:
+            batch = source.read(numbers[start], numbers[i - 1] + 1)
+            typed = schema or build_schema(batch, image_column=source.image_column)
+            tables.append(to_table(batch, typed.remove_metadata(), source.image_column))
+            start = i
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def read_source(
+    source: str | os.PathLike | Sequence[str] | Source,
+    *,
+    image_column: str | None = None,
+    limit: int | None = None,
+    max_file_bytes: int | None = None,
+    rows_per_read: int = 64,
+):
+    """(Ray dataset, `Source`) for anything `curate.sources.resolve_source` accepts (or a list
+    of image paths, or a `Source` already resolved): the rows are numbered, and Ray's tasks
+    read them through the Source itself, `rows_per_read` at a time, so a Ray run reads exactly
+    what a local run reads (same rows, order, paths, and a row with a reason for every file
+    that cannot be read). The image column is the Hugging Face `struct<bytes, path>`."""
+    ray = _require_ray()
+    from curate.sources import SourceError
+
+    src = _as_source(source, image_column, limit, max_file_bytes)
+    if src.num_rows is None:
+        raise SourceError(
+            f"{src.location} does not say how many rows it has (a streamed Hub dataset); "
+            "Ray reads sources whose size is known"
+        )
+    ds = ray.data.range(src.num_rows).map_batches(
+        _read_rows,
+        fn_kwargs={"source": src, "schema": src.arrow_schema()},
+        batch_format="pyarrow",
+        batch_size=rows_per_read,
+    )
+    return ds, src
 
 
 def score_files(
-    source: str | os.PathLike | Sequence[str],
+    source: str | os.PathLike | Sequence[str] | Source,
     output: str | os.PathLike,
     *,
     address: str | None = None,
     num_gpus: float | None = None,
     concurrency: int | None = None,
     image_column: str | None = None,
+    limit: int | None = None,
     overwrite: bool = False,
     metadata: Mapping[str, str] | None = None,
+    provenance: Any = False,
+    max_file_bytes: int | None = None,
     **scorer_kwargs: Any,
 ) -> int:
     """Score `source` on a Ray cluster into one Parquet file (what `curate score --engine ray`
-    runs): reading and scoring are spread over the cluster's actors, the rows stream back in
-    source order into `curate.io.parquet.write_parquet` (same schema, metadata and atomic
-    write as a local run). `address` is the cluster ("auto", "ray://host:10001"; default: a
-    local one). Returns the number of rows written."""
+    runs): reading and scoring are spread over the cluster's tasks and actors, and the rows
+    stream back in source order into `curate.io.parquet.write_parquet`.
+
+    The output is what a local run (`curate.runs.ScoringRun`) writes: same rows, columns,
+    types, `datasets` features and `curate.*` metadata (`curate.source` included), plus
+    `curate.engine = "ray"`. `source` is anything `resolve_source` accepts, a list of image
+    paths, or a resolved `Source`; `provenance` and the other keywords are `DeepfakeScorer`'s.
+    `address` is the cluster ("auto", "ray://host:10001"; default: a local one). Returns the
+    number of rows written."""
     ray = _require_ray()
+    from datasets import Features
+
     from curate.io.parquet import write_parquet
+    from curate.schema import METADATA_PREFIX
 
     if os.path.exists(output) and not overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    src = _as_source(source, image_column, limit, max_file_bytes)
+    scorer = DeepfakeScorer(image_column=src.image_column, provenance=provenance, **scorer_kwargs)
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
-    ds, column = read_source(source)
-    column = image_column or column
-    scorer = DeepfakeScorer(image_column=column, **scorer_kwargs)
+    ds, src = read_source(src)
     ds.context.execution_options.preserve_order = True
     scored = score_ray_dataset(ds, scorer, num_gpus=num_gpus, concurrency=concurrency)
-    scored = _with_image_struct(scored, column, "path")
-    base = os.path.abspath(source) if isinstance(source, (str, os.PathLike)) else None
-    base = base if base and os.path.isdir(base) else None
-
-    def batches():
-        for table in scored.iter_batches(batch_format="pyarrow", batch_size=256):
-            batch = table.to_pydict()
-            if base:  # paths relative to the folder, as a local run stores them
-                for im in batch["image"]:
-                    if im and im.get("path") and im["path"].startswith(base + os.sep):
-                        im["path"] = os.path.relpath(im["path"], base).replace(os.sep, "/")
-            yield batch
-
-    meta = dict(scorer.metadata(engine="ray"), **(metadata or {}))
-    return write_parquet(batches(), output, metadata=meta, overwrite=overwrite)
+    features = None
+    if src.features is not None:
+        features = Features({**src.features, **scorer.features})
+    meta = scorer.metadata(engine="ray")
+    meta[METADATA_PREFIX + "source"] = str(src.location)
+    meta.update(metadata or {})
+    batches = (t.to_pydict() for t in scored.iter_batches(batch_format="pyarrow", batch_size=256))
+    return write_parquet(
+        batches,
+        output,
+        image_column=src.image_column,
+        metadata=meta,
+        overwrite=overwrite,
+        features=features,
+    )

@@ -1,6 +1,7 @@
 """Ray Data on a local cluster (2 CPUs, one per module): the scorer as a map_batches actor
 stage over each Ray reader's image form, written back in the project's Parquet schema, with
-the single-process scorer's numbers."""
+the single-process scorer's numbers; and `curate score --engine ray` (`score_files`), which
+reads through `curate.sources` and writes the very file a local run writes."""
 
 from __future__ import annotations
 
@@ -23,10 +24,16 @@ ray = pytest.importorskip("ray")
 
 from curate.integrations.ray import (  # noqa: E402
     RayDeepfakeScorer,
+    read_source,
     score_files,
     score_ray_dataset,
     write_scored_parquet,
 )
+from curate.runs import ScoringRun  # noqa: E402
+from curate.sources import resolve_source  # noqa: E402
+
+# Schema-metadata keys a Ray run may write differently from a local one, and why.
+RAY_ONLY_METADATA = {b"curate.engine"}  # "ray": which engine wrote the file
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +166,73 @@ def test_score_files_one_parquet_in_source_order(cluster, folder, tiny_checkpoin
     assert meta[b"curate.engine"] == b"ray" and b"huggingface" in meta
     with pytest.raises(FileExistsError):
         score_files(folder, out, model=tiny_checkpoint)
+
+
+@pytest.fixture
+def awkward_folder(tmp_path, photo_paths, broken_images) -> str:
+    """Photos, broken files, a FIFO named like an image and a name that is not UTF-8: what
+    Ray's own readers hang on or crash at, and a local run turns into rows."""
+    d = tmp_path / "awkward"
+    (d / "nested").mkdir(parents=True)
+    for p in photo_paths[:3]:
+        shutil.copy(p, d)
+    shutil.copy(photo_paths[3], os.fsencode(d) + b"/caf\xe9.jpg")
+    shutil.copy(photo_paths[4], d / "nested" / "deep.png")
+    shutil.copy(broken_images["truncated"], d / "nested" / "truncated.jpg")
+    shutil.copy(broken_images["not_an_image"], d / "notes.png")
+    os.mkfifo(d / "pipe.jpg")
+    return str(d)
+
+
+@pytest.mark.timeout(300)
+def test_ray_reads_the_rows_a_local_run_reads(cluster, awkward_folder):
+    ds, src = read_source(awkward_folder, rows_per_read=3)
+    assert src.kind == "folder"
+    ds.context.execution_options.preserve_order = True
+    got = pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow"))).to_pylist()
+    local = resolve_source(awkward_folder)
+    want = local.read(0, local.num_rows)["image"]
+    assert [r["image"] for r in got] == want
+    assert [r["path"] for r in want][:2] == ["astronaut.jpg", "caf\\xe9.jpg"]
+    assert {"bytes": None, "path": os.path.join(awkward_folder, "pipe.jpg")} in want
+
+
+@pytest.mark.timeout(600)
+def test_ray_output_is_the_local_output(cluster, awkward_folder, tiny_checkpoint, tmp_path):
+    """Same rows, order, columns, types, datasets features and curate metadata (provenance
+    columns included) as `ScoringRun` over `resolve_source`: only the keys in
+    RAY_ONLY_METADATA differ."""
+    settings = dict(model=tiny_checkpoint, device="cpu", dtype="float32", batch_size=2)
+    local_out, ray_out = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    scorer = DeepfakeScorer(**settings, provenance=True)
+    ScoringRun(resolve_source(awkward_folder), scorer, local_out).run()
+    rows = score_files(awkward_folder, ray_out, provenance=True, **settings)
+
+    local, ray_table = pq.read_table(local_out), pq.read_table(ray_out)
+    assert rows == local.num_rows == 8
+    assert ray_table.schema.equals(local.schema, check_metadata=False)
+    meta_local, meta_ray = dict(local.schema.metadata), dict(ray_table.schema.metadata)
+    assert set(meta_ray) - set(meta_local) == RAY_ONLY_METADATA
+    assert meta_ray[b"curate.engine"] == b"ray"
+    for key in RAY_ONLY_METADATA:
+        meta_ray.pop(key)
+    assert meta_ray == meta_local
+    assert b"curate.source" in meta_local and b"huggingface" in meta_local
+    assert "provenance" in ray_table.column_names
+    floats = [f.name for f in local.schema if pa.types.is_floating(f.type)]
+    rest = [c for c in local.column_names if c not in floats]
+    assert ray_table.select(rest).equals(local.select(rest))
+    for name in floats:  # the same model on the same rows; batches may group them differently
+        a = np.array(ray_table.column(name).to_pylist(), dtype=float)
+        b = np.array(local.column(name).to_pylist(), dtype=float)
+        np.testing.assert_allclose(a, b, atol=1e-6, err_msg=name)
+    errors = dict(zip(local.column("image").combine_chunks().field("path").to_pylist(),
+                      local.column("deepfake_error").to_pylist(), strict=True))  # fmt: skip
+    assert "named pipe (FIFO)" in errors[os.path.join(awkward_folder, "pipe.jpg")]
+    assert errors["caf\\xe9.jpg"] is None
+    # datasets reads the Ray file back with its Image feature, like the local one.
+    back = load_dataset("parquet", data_files=str(ray_out), split="train")
+    assert back.features["image"] == Image()
 
 
 def test_stage_returns_the_whole_batch(tiny_checkpoint, photo_paths):
