@@ -1,5 +1,5 @@
-"""`resolve_source`: what a SOURCE string is (an image, a folder, Parquet, a saved dataset, a
-Hub dataset), decided once, for every front end."""
+"""`resolve_source`: what a SOURCE string is (an image, a folder, Parquet, WebDataset tar
+shards, a saved dataset, a Hub dataset), decided once, for every front end."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from curate.sources.files import IMAGE_EXTENSIONS, folder_source, image_source, 
 from curate.sources.hub import hub_offline, hub_source, looks_like_hub_name
 from curate.sources.parquet import PARQUET_EXTENSIONS, is_glob, parquet_paths, parquet_source
 from curate.sources.saved import is_saved_dataset, saved_source
+from curate.sources.webdataset import shard_paths, webdataset_source
 
 
 def resolve_source(
@@ -22,6 +23,7 @@ def resolve_source(
     config: str | None = None,
     revision: str | None = None,
     max_file_bytes: int | None = None,
+    image_member: str | None = None,
 ) -> Source:
     """Work out what `source` is and return a `Source` that reads it in a stable order.
 
@@ -29,11 +31,18 @@ def resolve_source(
     of a saved `DatasetDict` or Hub dataset (`config` / `revision` are for Hub datasets);
     `limit` keeps only the first rows; `max_file_bytes` caps the image files read (default
     `curate.pipeline.decode.DEFAULT_MAX_FILE_BYTES`). A SOURCE that is not on disk goes to the
-    Hub only when it reads as `user/name` and the Hub is not offline. Raises `SourceError`
-    with a one-line message."""
+    Hub only when it reads as `user/name` and the Hub is not offline. Tar shards (`.tar`,
+    `.tar.gz`, `.tgz`: one, a brace pattern `{00000..00499}`, a glob, or a folder of them with
+    no images) are a WebDataset source; `image_member` picks their image member's extension.
+    Raises `SourceError` with a one-line message."""
     if limit is not None and limit < 1:
         raise SourceError(f"--limit must be at least 1, got {limit}")
     source = os.fspath(source)
+    shards = None if os.path.isdir(source) else shard_paths(source)
+    if shards:
+        return webdataset_source(
+            source, image_member=image_member, image_column=image_column, limit=limit, paths=shards
+        )
     if (is_glob(source) and not os.path.exists(source)) or (
         os.path.isfile(source) and source.lower().endswith(PARQUET_EXTENSIONS)
     ):
@@ -50,9 +59,18 @@ def resolve_source(
             )
         if parquet_paths(source):
             return parquet_source(source, image_column, limit)
+        shards = shard_paths(source)
+        if shards:
+            return webdataset_source(
+                source,
+                image_member=image_member,
+                image_column=image_column,
+                limit=limit,
+                paths=shards,
+            )
         raise SourceError(
             f"no images found in {source!r} (looked for {' '.join(IMAGE_EXTENSIONS)}, "
-            "recursively) and no Parquet files either"
+            "recursively), no Parquet files and no tar shards either"
         )
     if os.path.lexists(source):
         raise SourceError(_not_readable(source))

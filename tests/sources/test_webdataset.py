@@ -137,3 +137,22 @@ def test_gzipped_shards_and_other_columns(tmp_path, photo_paths):
     got = rows(webdataset_source(str(tmp_path / "s.tar.gz")))
     assert got[0]["cls"] == "3" and got[0]["npy"] == b"\x93NUMPY raw bytes"
     assert got[1]["cls"] is None and got[1]["npy"] is None
+
+
+def test_resolve_source_knows_shards(tmp_path, shards, image_folder):
+    from curate.sources import resolve_source
+
+    folder = tmp_path / "shards"
+    for given in (folder / "{00000..00002}.tar", folder / "*.tar", folder, shards[0]):
+        source = resolve_source(str(given))
+        assert source.kind == "webdataset", given
+    assert len(resolve_source(str(folder)).shards) == 3
+    picked = resolve_source(str(shards[1]), image_member="png")
+    assert rows(picked)[1]["image"]["path"] == "10001.png"
+    # A folder with images is an image folder, whatever else it holds.
+    shutil.copy(shards[0], image_folder / "stray.tar")
+    assert resolve_source(str(image_folder)).kind == "folder"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no Parquet files and no tar shards"):
+        resolve_source(str(empty))
