@@ -45,7 +45,7 @@ def _logits(out: dict) -> np.ndarray:
 
 
 def test_torch_resize_bound(checkpoint_512, jpegs_1mp, small_images):
-    kw = dict(device="cpu", with_logits=True, batch_size=4)
+    kw = dict(device="cpu", dtype="float32", with_logits=True, batch_size=4)
     pil = DeepfakeScorer(checkpoint_512, resize="pil", **kw)
     dev = DeepfakeScorer(checkpoint_512, resize="torch", **kw)
     assert dev.resize_mode() == "torch" and pil.resize_mode() == "pil"
@@ -59,7 +59,7 @@ def test_torch_resize_catches_a_wrong_filter(checkpoint_512, jpegs_1mp):
     """The bound has power: resizing on the device without antialiasing breaks it."""
     import curate.pipeline.preprocess as pre
 
-    kw = dict(device="cpu", with_logits=True, batch_size=4)
+    kw = dict(device="cpu", dtype="float32", with_logits=True, batch_size=4)
     ref = _logits(DeepfakeScorer(checkpoint_512, resize="pil", **kw).score_images(jpegs_1mp))
     real_interpolate = torch.nn.functional.interpolate
 
@@ -74,9 +74,11 @@ def test_torch_resize_catches_a_wrong_filter(checkpoint_512, jpegs_1mp):
 
 def test_auto_resize_is_exact_on_cpu(tiny_checkpoint, photo_paths):
     """The CPU default stays the reference's PIL path, bit for bit."""
-    auto = DeepfakeScorer(tiny_checkpoint, device="cpu", with_logits=True)
+    auto = DeepfakeScorer(tiny_checkpoint, device="cpu", dtype="float32", with_logits=True)
     assert auto.resize == "auto" and auto.resize_mode() == "pil"
-    pil = DeepfakeScorer(tiny_checkpoint, device="cpu", with_logits=True, resize="pil")
+    pil = DeepfakeScorer(
+        tiny_checkpoint, device="cpu", dtype="float32", with_logits=True, resize="pil"
+    )
     np.testing.assert_array_equal(
         _logits(auto.score_images(photo_paths)), _logits(pil.score_images(photo_paths))
     )
@@ -190,7 +192,7 @@ def test_nvjpeg_falls_back_per_image(monkeypatch, mode_images, photo_paths):
 
 
 def test_compile(tiny_checkpoint, photo_paths):
-    kw = dict(device="cpu", batch_size=4)
+    kw = dict(device="cpu", dtype="float32", batch_size=4)
     plain = DeepfakeScorer(tiny_checkpoint, **kw).score_images(photo_paths)
     compiled = DeepfakeScorer(tiny_checkpoint, compile=True, **kw)
     out = compiled.score_images(photo_paths)
