@@ -397,3 +397,78 @@ def outcome_counts(outcomes: Sequence[str] | np.ndarray) -> Mapping[str, int]:
     """How many rows got each outcome (every outcome listed, zeros included)."""
     arr = np.asarray(outcomes)
     return {o: int(np.count_nonzero(arr == o)) for o in OUTCOMES}
+
+
+def filter_shards(
+    scored: Sequence[tuple[str, str | os.PathLike]],
+    targets: Mapping[str, str | os.PathLike],
+    rule: DecisionRule | None = None,
+    *,
+    format: Literal["parquet", "webdataset"] = "parquet",
+    overwrite: bool = False,
+    score_column: str = FAKE_PROB,
+    progress: Any = None,
+) -> FilterCounts:
+    """Split each scored shard into one shard per outcome, in the folders `targets` names
+    (outcome -> folder; "keep" is required, an outcome without a folder is only counted).
+
+    `scored` is `(name, path)` per scored Parquet shard (`curate.runs.ShardedScoringRun`'s
+    output, `name` relative to its folder). With `format="parquet"` each output shard is
+    `filter_parquet`'s file for that shard; with "webdataset" it is a tar shard holding the
+    samples of the tar shard the rows were scored from (its `curate.source`) with every member
+    byte-identical (`curate.io.webdataset.split_shard`). Each shard appears complete or not
+    at all. `progress(rows)` is called after each shard."""
+    import pyarrow.parquet as pq
+
+    from curate.io.parquet import curate_metadata
+    from curate.io.webdataset import shard_stem, split_shard
+
+    rule = rule or DecisionRule()
+    if KEEP not in targets:
+        raise ValueError("the kept shards need a folder (targets['keep'])")
+    counts = FilterCounts()
+    for name, path in scored:
+        stem = os.path.splitext(name)[0]
+        if format == "parquet":
+            out = {o: os.path.join(targets[o], name) if o in targets else None for o in OUTCOMES}
+            for folder in {os.path.dirname(p) for p in out.values() if p is not None}:
+                os.makedirs(folder, exist_ok=True)
+            done = filter_parquet(
+                path,
+                out[KEEP],
+                rule,
+                removed=out[REMOVE],
+                review=out[REVIEW],
+                unscored=out[UNSCORED],
+                overwrite=overwrite,
+                score_column=score_column,
+            )
+            for outcome in OUTCOMES:
+                setattr(counts, outcome, getattr(counts, outcome) + getattr(done, outcome))
+            counts.errored += done.errored
+        else:
+            shard = curate_metadata(path).get(METADATA_PREFIX + "source")
+            if shard is None or not os.path.isfile(shard):
+                raise ValueError(
+                    f"{os.fspath(path)} was scored from {shard or 'an unnamed source'}, which is "
+                    "not a tar shard here; run curate filter where curate score ran"
+                )
+            wanted = ["__key__", score_column, ERROR, *PROVENANCE_DECISION_COLUMNS]
+            names = pq.read_schema(path).names
+            if "__key__" not in names:
+                raise ValueError(
+                    f"{os.fspath(path)} has no __key__ column: --format webdataset needs rows "
+                    "scored from WebDataset shards"
+                )
+            table = pq.read_table(path, columns=[c for c in wanted if c in names])
+            outcomes = rule.decide_columns(table, score_column)
+            ext = shard[len(shard_stem(shard)) :]
+            out = {o: os.path.join(folder, stem + ext) for o, folder in targets.items()}
+            keys = table.column("__key__").to_pylist()
+            decisions = zip(keys, outcomes.tolist(), strict=True)
+            split_shard(shard, decisions, out, overwrite=overwrite)
+            counts.add(outcomes)
+            counts.errored += table.num_rows - table.column(ERROR).null_count
+        if progress is not None:
+            progress(pq.ParquetFile(path).metadata.num_rows)
+    return counts

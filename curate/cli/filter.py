@@ -1,4 +1,5 @@
-"""`curate filter`: split a scored Parquet file into kept / removed / review / unscored files.
+"""`curate filter`: split a scored Parquet file (or a folder of scored shards) into kept /
+removed / review / unscored files (or folders of shards).
 
 Options -> `curate.app.filter.FilterRequest` -> `curate.app.filter.filter_scored` -> printed
 counts.
@@ -18,6 +19,11 @@ from curate.app.filter import FilteredParquet, FilterRequest, filter_scored
 from curate.cli.common import ConsoleProgress, guarded, stdout
 
 
+class Format(str, Enum):
+    parquet = "parquet"
+    webdataset = "webdataset"
+
+
 class Unscored(str, Enum):
     keep = "keep"
     drop = "drop"
@@ -27,11 +33,18 @@ class Unscored(str, Enum):
 def filter_(
     scored: Annotated[
         str,
-        typer.Argument(help="Scored Parquet file (from `curate score`), or a glob of them."),
+        typer.Argument(
+            help="Scored Parquet file (from `curate score`), a glob of them, or a folder of "
+            "scored shards (curate score SHARDS -o FOLDER)."
+        ),
     ],
     output: Annotated[
         Path,
-        typer.Option("-o", "--output", help="Parquet file for the kept rows.", dir_okay=False),
+        typer.Option(
+            "-o",
+            "--output",
+            help="Parquet file for the kept rows (a folder when SCORED is a folder of shards).",
+        ),
     ],
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Keep rows with fake_prob below this.")
@@ -39,7 +52,8 @@ def filter_(
     removed: Annotated[
         Path | None,
         typer.Option(
-            help="Parquet file for the removed rows (otherwise only counted).", dir_okay=False
+            help="Parquet file (or folder, for shards) for the removed rows (otherwise only "
+            "counted)."
         ),
     ] = None,
     review_band: Annotated[
@@ -78,6 +92,14 @@ def filter_(
             "scored with --provenance.",
         ),
     ] = False,
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            help="For a folder of shards: parquet, or webdataset (tar shards of the samples "
+            "scored, every member byte-identical, from the shards they were scored from).",
+        ),
+    ] = Format.parquet,
     review_conflicts: Annotated[
         bool,
         typer.Option(
@@ -91,6 +113,10 @@ def filter_(
     Kept: fake_prob < threshold (or < LO with --review-band). Review rows go to
     KEPT.review.parquet, unscored rows (--unscored separate, the default) to
     KEPT.unscored.parquet, unless named otherwise. The counts always add up to the input.
+
+    A folder of scored shards gives folders of shards (KEPT.review/, KEPT.unscored/ by
+    default), one per scored shard; --format webdataset writes them as tar shards holding
+    the original samples, every member byte-identical.
     """
 
     band = tuple(review_band) if review_band and None not in review_band else None
@@ -106,6 +132,7 @@ def filter_(
         overwrite=overwrite,
         remove_strong_evidence=remove_strong_evidence,
         review_conflicts=review_conflicts,
+        format=format.value,
     )
 
     def body() -> None:
@@ -139,6 +166,8 @@ def _print_counts(result: FilteredParquet) -> None:
         table.add_row("unscored", str(counts.unscored), result.unscored)
     table.add_row("total", str(counts.total), "", style="bold")
     stdout.print(table)
+    if result.shards is not None:
+        stdout.print(f"{result.shards} shards in, {result.shards} shards in each folder out.")
     if counts.errored:
         note = {"keep": "kept", "drop": "removed", "separate": "set apart"}[rule.unscored]
         stdout.print(f"{counts.errored} rows had unreadable images ({note}).")
