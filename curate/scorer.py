@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -20,8 +20,15 @@ import torch
 from curate import schema
 from curate.calibration import Calibration, fake_probability, resolve_calibration
 from curate.detectors import Detector, default_model, load_detector, resolve_device, resolve_dtype
+from curate.detectors.ensemble import Ensemble, check_combine, model_list
+from curate.detectors.head import (
+    LinearHead,
+    attach_head,
+    check_head_fits,
+    head_digest,
+)
 from curate.pipeline.batching import HalvingForward, auto_batch_size
-from curate.pipeline.decode import DEFAULT_MAX_PIXELS, read_image
+from curate.pipeline.decode import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, read_image
 from curate.pipeline.nvjpeg import decode_jpegs_on_device
 from curate.pipeline.preprocess import (
     TORCH_RESAMPLE,
@@ -35,6 +42,8 @@ from curate.provenance import ProvenanceChecker, describe, resolve_provenance
 RESIZE_MODES = ("auto", "pil", "torch")
 DECODE_MODES = ("cpu", "nvjpeg")
 logger = logging.getLogger(__name__)
+# What `load()` returns: one detector, or an ensemble of them.
+Loaded = Union[Detector, Ensemble]  # noqa: UP007 (a runtime alias; py3.10 has no `type`)
 
 
 def _one_thread_after_fork() -> None:
@@ -60,8 +69,10 @@ class DeepfakeScorer:
 
     Args:
         model: Hub id or local directory (default: `$CURATE_MODEL` or
-            `prithivMLmods/open-deepfake-detection`).
-        revision: Hub revision (branch, tag or commit) to pin.
+            `prithivMLmods/open-deepfake-detection`), or a list of them: an ensemble, whose
+            members each get their own preprocessing and whose scores combine by `combine`.
+        revision: Hub revision (branch, tag or commit) to pin; for an ensemble, a list with
+            one entry (or None) per member.
         device: "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1", ... or a `torch.device`.
         dtype: "auto" (bf16 on GPUs; on CPU bf16 where the CPU has native bf16 — AMX or
             AVX-512 BF16 — else fp32), "float32" (the exact path: reproduces the reference
@@ -72,6 +83,9 @@ class DeepfakeScorer:
         image_column: the column read when called on a batch dict.
         draft: decode JPEGs at reduced scale (faster, approximate; see the manual, "Fidelity").
         max_pixels: images larger than this are refused as decompression bombs.
+        max_file_bytes: files larger than this are not read (the row says so); None for no
+            cap. Only regular files are read at all: FIFOs, devices and the like are rows
+            with a reason.
         num_workers: decode threads (default: up to 8, one per CPU).
         calibration: a `Calibration`, a temperature, or the path of a saved calibration JSON.
         with_logits: also return `fake_logit` / `real_logit`.
@@ -86,16 +100,28 @@ class DeepfakeScorer:
         provenance: also report provenance evidence (C2PA, generator metadata) read from
             the file bytes: True, "watermark" (adds the opt-in invisible-watermark check) or
             a `curate.provenance.ProvenanceChecker`; see the manual, "Provenance".
+        combine: how an ensemble's members combine: "mean" of their probabilities
+            (default), "max", or "logit_mean" (mean of their logit gaps, then sigmoid).
+            A calibration applies to the combined score.
+        head: folder of an adapted head (`curate adapt`) that replaces the model's own
+            classifier; refused with a model it was not fitted on.
+        synthetic_labels: the checkpoint's classes that mean synthetic (a list, or
+            "a,b"); default: read from its labels by name. With an ensemble it applies to
+            every member.
 
     Called on a batch dict it returns only the new columns: `fake_prob`, `real_prob`
     (float32, summing to 1), `deepfake_label` ("Fake"/"Real") and `deepfake_error` (null, or
-    why the row's image could not be scored, in which case the other three are null).
+    why the row's image could not be scored, in which case the other three are null); an
+    ensemble adds `member_fake_probs` (each member's own, uncalibrated fake_prob, in the
+    order of `model`). With `with_logits`, `fake_logit - real_logit` is the logit gap that
+    fake_prob is the sigmoid of (before calibration): a two-class checkpoint's own logits;
+    for more classes, or an ensemble, the gap itself as `fake_logit` and 0 as `real_logit`.
     """
 
     def __init__(
         self,
-        model: str | None = None,
-        revision: str | None = None,
+        model: str | Sequence[str] | None = None,
+        revision: str | Sequence[str | None] | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         batch_size: int | str = 16,
@@ -103,6 +129,7 @@ class DeepfakeScorer:
         *,
         draft: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
         num_workers: int | None = None,
         calibration: Calibration | float | str | None = None,
         with_logits: bool = False,
@@ -110,6 +137,9 @@ class DeepfakeScorer:
         decode: str = "cpu",
         compile: bool = False,
         provenance: bool | str | ProvenanceChecker | None = False,
+        combine: str = "mean",
+        head: str | os.PathLike | None = None,
+        synthetic_labels: Sequence[str] | str | None = None,
     ) -> None:
         if batch_size != "auto" and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -123,14 +153,23 @@ class DeepfakeScorer:
             raise ValueError(
                 "decode='nvjpeg' leaves images on the GPU: use resize='torch' or 'auto'"
             )
-        self.model = model or default_model()
-        self.revision = revision
+        members = model_list(model) or [default_model()]
+        self.model = members[0] if len(members) == 1 else members
+        self.revision = _revisions(revision, members)
+        self.combine = check_combine(combine)
+        self.head = _head_folder(head, members, self.revision)
+        self.synthetic_labels = (
+            synthetic_labels
+            if synthetic_labels is None or isinstance(synthetic_labels, str)
+            else list(synthetic_labels)
+        )
         self.device = _setting(device)
         self.dtype = _setting(dtype)
         self.batch_size = batch_size
         self.image_column = image_column
         self.draft = bool(draft)
         self.max_pixels = int(max_pixels)
+        self.max_file_bytes = None if max_file_bytes is None else int(max_file_bytes)
         self.num_workers = num_workers
         self.calibration = resolve_calibration(calibration)
         self.with_logits = bool(with_logits)
@@ -164,13 +203,21 @@ class DeepfakeScorer:
         return f"DeepfakeScorer({args})"
 
     # -- lazy runtime -------------------------------------------------------------------------
-    def load(self, rank: int | None = None) -> Detector:
-        """Load the model now (it otherwise loads on the first batch). `rank` picks the GPU."""
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The model ids this scorer combines (one, unless it is an ensemble)."""
+        return (self.model,) if isinstance(self.model, str) else tuple(self.model)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
+
+    def load(self, rank: int | None = None) -> Loaded:
+        """Load the model now (it otherwise loads on the first batch). `rank` picks the GPU.
+        Returns its `Detector`, or for an ensemble the `Ensemble` of its members'."""
         with self._lock:
             if self._detector is None:
-                detector = load_detector(
-                    self.model, self.revision, self.device, self.dtype, rank=rank
-                )
+                detector = self._load_detectors(rank)
                 self._check_options(detector)
                 fitted_for = self.calibration.model if self.calibration is not None else None
                 if fitted_for and fitted_for != self.model:
@@ -180,34 +227,72 @@ class DeepfakeScorer:
                         fitted_for,
                         self.model,
                     )
-                if self.compile:
-                    # On CPU, freezing lets inductor prepack the weights for oneDNN and fuse
-                    # bias + GELU into the GEMMs: measured 1.3x over eager in bf16 (RESULTS.md).
-                    cpu = detector.device.type == "cpu"
-                    options = {"freezing": True} if cpu else None
-                    detector.model = torch.compile(detector.model, options=options)
+                for member in _members(detector):
+                    self._compile(member)
                 self._forward_batches = HalvingForward(detector.device)
                 self._detector = detector
             return self._detector
 
-    def _check_options(self, detector: Detector) -> None:
+    def _compile(self, detector: Detector) -> None:
+        if self.compile:
+            # On CPU, freezing lets inductor prepack the weights for oneDNN and fuse
+            # bias + GELU into the GEMMs: measured 1.3x over eager in bf16 (RESULTS.md).
+            cpu = detector.device.type == "cpu"
+            options = {"freezing": True} if cpu else None
+            detector.model = torch.compile(detector.model, options=options)
+
+    def _load_detectors(self, rank: int | None) -> Loaded:
+        revisions = self.revision if self.is_ensemble else [self.revision]
+        revisions = revisions or [None] * len(self.members)
+        loaded = []
+        for model, revision in zip(self.members, revisions, strict=True):
+            detector = load_detector(
+                model,
+                revision,
+                self.device,
+                self.dtype,
+                rank=rank,
+                synthetic_labels=self.synthetic_labels,
+            )
+            if self.head is not None:
+                head = LinearHead.load(self.head)
+                check_head_fits(head, model, revision)
+                detector = attach_head(detector, head)
+            loaded.append(detector)
+        if not self.is_ensemble:
+            return loaded[0]
+        return Ensemble(tuple(loaded), self.members, self.combine)
+
+    def _check_options(self, detector: Loaded) -> None:
         if self.decode == "nvjpeg" and detector.device.type != "cuda":
             raise ValueError(f"decode='nvjpeg' needs a CUDA device, not {detector.device}")
-        if self.resize == "torch" and detector.preprocess.resample not in TORCH_RESAMPLE:
-            raise ValueError(
-                f"resize='torch' cannot reproduce the checkpoint's resample="
-                f"{detector.preprocess.resample}; use resize='pil'"
-            )
+        for member in _members(detector):
+            resample = member.preprocess.resample
+            if self.resize == "torch" and resample not in TORCH_RESAMPLE:
+                raise ValueError(
+                    f"resize='torch' cannot reproduce the checkpoint's resample={resample}; "
+                    "use resize='pil'"
+                )
+            if self.decode == "nvjpeg" and self._member_resize(member) != "torch":
+                raise ValueError(
+                    f"decode='nvjpeg' leaves images on the GPU, but the checkpoint's "
+                    f"resample={resample} has no GPU resize; use decode='cpu'"
+                )
 
-    def resize_mode(self, detector: Detector | None = None) -> str:
-        """ "pil" or "torch": what `resize` means for the loaded model and its device."""
+    def resize_mode(self, detector: Loaded | None = None) -> str:
+        """ "pil" or "torch": what `resize` means for the loaded model and its device (for
+        an ensemble whose members differ, "mixed": each member is resized its own way)."""
         detector = detector or self.detector
+        modes = {self._member_resize(m) for m in _members(detector)}
+        return modes.pop() if len(modes) == 1 else "mixed"
+
+    def _member_resize(self, detector: Detector) -> str:
         if self.resize != "auto":
             return self.resize
         gpu = detector.device.type == "cuda" or self.decode == "nvjpeg"
         return "torch" if gpu and detector.preprocess.resample in TORCH_RESAMPLE else "pil"
 
-    def chunk_size(self, detector: Detector | None = None) -> int:
+    def chunk_size(self, detector: Loaded | None = None) -> int:
         """Images decoded and sent to the model together (`batch_size`, resolved if "auto")."""
         if self.batch_size != "auto":
             return self.batch_size
@@ -217,7 +302,7 @@ class DeepfakeScorer:
         return self._auto_chunk
 
     @property
-    def detector(self) -> Detector:
+    def detector(self) -> Loaded:
         return self.load()
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -232,7 +317,8 @@ class DeepfakeScorer:
     def columns(self) -> tuple[str, ...]:
         extra = self.provenance.columns if self.provenance is not None else ()
         logits = schema.LOGIT_COLUMNS if self.with_logits else ()
-        return schema.SCORE_COLUMNS + logits + extra
+        members = (schema.MEMBER_PROBS,) if self.is_ensemble else ()
+        return schema.SCORE_COLUMNS + logits + members + extra
 
     @property
     def features(self):
@@ -264,8 +350,17 @@ class DeepfakeScorer:
             "resize": self.resize,
             "decode": self.decode,
             "max_pixels": self.max_pixels,
+            "max_file_bytes": self.max_file_bytes,
             "device_type": device,
         }
+        if self.is_ensemble:
+            meta["members"] = list(self.members)
+            meta["combine"] = self.combine
+        if self.head is not None:
+            meta["head"] = self.head
+            meta["head_sha256"] = head_digest(self.head)
+        if self.synthetic_labels is not None:
+            meta["synthetic_labels"] = self.synthetic_labels
         if self.provenance is not None:
             meta["provenance"] = describe(self.provenance)
         meta.update(extra)
@@ -306,60 +401,95 @@ class DeepfakeScorer:
             out.update({c: schema.TypedColumn(c, v) for c, v in found.items()})
         return out
 
-    def _prepare(self, items: list[Any], detector: Detector) -> tuple[list, list]:
+    def _prepare(self, items: list[Any], detector: Loaded) -> tuple[list, list]:
+        """Decode each image once and prepare it for every member: ([per member: one array
+        per row, None where it failed], [per row: None or why it failed])."""
+        members = _members(detector)
         on_gpu: dict[int, torch.Tensor] = {}
         if self.decode == "nvjpeg":
             on_gpu = decode_jpegs_on_device(items, detector.device, self.max_pixels)
-        full = self.resize_mode(detector) == "torch"
         rest = [i for i in range(len(items)) if i not in on_gpu]
-        results = self._executor().map(lambda i: self._load_resized(items[i], detector, full), rest)
-        arrays: list = [None] * len(items)
+        results = self._executor().map(lambda i: self._load_resized(items[i], members), rest)
+        arrays: list[list] = [[None] * len(items) for _ in members]
         errors: list = [None] * len(items)
-        for i, t in on_gpu.items():
-            arrays[i] = t
-        for i, (a, e) in zip(rest, results, strict=True):
-            arrays[i], errors[i] = a, e
+        for i, t in on_gpu.items():  # every member resizes on the device (_check_options)
+            for per_member in arrays:
+                per_member[i] = t
+        for i, (prepared, err) in zip(rest, results, strict=True):
+            errors[i] = err
+            for per_member, a in zip(arrays, prepared or [None] * len(members), strict=True):
+                per_member[i] = a
         return arrays, errors
 
     def _load_resized(
-        self, item: Any, detector: Detector, full: bool = False
-    ) -> tuple[np.ndarray | None, str | None]:
-        """HWC uint8 pixels resized by PIL, or at full size when `full` (resized on device)."""
-        cfg = detector.preprocess
-        draft = (cfg.width, cfg.height) if self.draft else None
-        img, err = read_image(item, max_pixels=self.max_pixels, draft_size=draft)
+        self, item: Any, members: Sequence[Detector]
+    ) -> tuple[list[np.ndarray] | None, str | None]:
+        """One image decoded once, then for each member HWC uint8 pixels resized (and
+        cropped) by PIL as its processor does, or at full size for a member that resizes on
+        its device."""
+        draft = None
+        if self.draft:  # no member may get a smaller decode than its resize needs
+            sizes = [m.preprocess.draft_size for m in members]
+            draft = (max(w for w, _ in sizes), max(h for _, h in sizes))
+        img, err = read_image(
+            item,
+            max_pixels=self.max_pixels,
+            max_file_bytes=self.max_file_bytes,
+            draft_size=draft,
+        )
         if err is not None:
             return None, err
+        out, full = [], None
         try:
-            return (np.array(img, dtype=np.uint8) if full else resize(img, cfg)), None
+            for member in members:
+                if self._member_resize(member) == "torch":
+                    full = np.array(img, dtype=np.uint8) if full is None else full
+                    out.append(full)
+                else:
+                    out.append(resize(img, member.preprocess))
         except Exception as exc:  # one bad row must not cost the batch
             return None, f"cannot resize image: {exc}"
+        return out, None
 
     def _fill(
-        self, out: dict[str, list], start: int, arrays: list, errors: list, detector: Detector
+        self, out: dict[str, list], start: int, arrays: list, errors: list, detector: Loaded
     ) -> None:
-        ok = [i for i, a in enumerate(arrays) if a is not None]
         for i, err in enumerate(errors):
             out[schema.ERROR][start + i] = err
+        ok = [i for i, err in enumerate(errors) if err is None]
         if not ok:
             return
-        logits = self._forward_batches(
-            lambda rows: self._logits_of(rows, detector), [arrays[i] for i in ok]
-        )
-        fake_prob = self.fake_probability(logits, detector)
+        members = _members(detector)
+        member_logits = [
+            self._forward_batches(
+                lambda rows, m=member: self._logits_of(rows, m), [per_member[i] for i in ok]
+            )
+            for member, per_member in zip(members, arrays, strict=True)
+        ]
+        gaps = [m.logit_gap(lg) for m, lg in zip(members, member_logits, strict=True)]
+        gap = detector.combined_gap(gaps) if isinstance(detector, Ensemble) else gaps[0]
+        fake_prob = fake_probability(gap, self.calibration).astype(np.float32)
         real_prob = np.float32(1.0) - fake_prob
+        own_logits = len(members) == 1 and member_logits[0].shape[1] == 2
+        # Each member's own fake_prob, uncalibrated: the calibration is the ensemble's.
+        member_probs = [fake_probability(g).astype(np.float32) for g in gaps]
         for j, i in enumerate(ok):
             row = start + i
             p = float(fake_prob[j])
             out[schema.FAKE_PROB][row] = p
             out[schema.REAL_PROB][row] = float(real_prob[j])
             out[schema.LABEL][row] = schema.label_for(p)
-            if self.with_logits:
-                out[schema.FAKE_LOGIT][row] = float(logits[j, detector.fake_index])
-                out[schema.REAL_LOGIT][row] = float(logits[j, detector.real_index])
+            if self.with_logits and own_logits:
+                out[schema.FAKE_LOGIT][row] = float(member_logits[0][j, members[0].fake_index])
+                out[schema.REAL_LOGIT][row] = float(member_logits[0][j, members[0].real_index])
+            elif self.with_logits:
+                out[schema.FAKE_LOGIT][row] = float(gap[j])
+                out[schema.REAL_LOGIT][row] = 0.0
+            if self.is_ensemble:
+                out[schema.MEMBER_PROBS][row] = [float(mp[j]) for mp in member_probs]
 
     def _logits_of(self, arrays: list, detector: Detector) -> np.ndarray:
-        if self.resize_mode(detector) == "torch":
+        if self._member_resize(detector) == "torch":
             pixel_values = resize_on_device(
                 arrays, detector.preprocess, detector.device, detector.dtype
             )
@@ -368,14 +498,68 @@ class DeepfakeScorer:
         return self.logits(pinned_batch(arrays, detector.device), detector)
 
     def logits(self, batch_uint8: np.ndarray, detector: Detector | None = None) -> np.ndarray:
-        """float32 logits [N, num_labels] for a resized NHWC uint8 batch."""
+        """float32 logits [N, num_labels] for a resized NHWC uint8 batch (of one detector:
+        an ensemble's member)."""
         detector = detector or self.detector
+        if isinstance(detector, Ensemble):
+            raise TypeError("an ensemble has no logits of its own: pass one of its members")
         pixel_values = normalize(batch_uint8, detector.preprocess, detector.device, detector.dtype)
         with torch.inference_mode():
             return detector.logits(pixel_values).cpu().numpy()
 
     def fake_probability(self, logits: np.ndarray, detector: Detector | None = None) -> np.ndarray:
-        """float32 fake_prob of each row of logits: the softmax mass of the synthetic classes
-        (sigmoid of the detector's logit gap), calibrated if this scorer has a calibration."""
+        """float32 fake_prob of each row of one detector's logits: the softmax mass of the
+        synthetic classes (sigmoid of the detector's logit gap), calibrated if this scorer has
+        a calibration."""
         detector = detector or self.detector
+        if isinstance(detector, Ensemble):
+            raise TypeError("an ensemble has no logits of its own: pass one of its members")
         return fake_probability(detector.logit_gap(logits), self.calibration).astype(np.float32)
+
+
+def _members(detector: Loaded) -> tuple[Detector, ...]:
+    return detector.members if isinstance(detector, Ensemble) else (detector,)
+
+
+def _revisions(
+    revision: str | Sequence[str | None] | None, members: list[str]
+) -> str | list[str | None] | None:
+    """One revision for one model; for an ensemble, None or one per member."""
+    if len(members) == 1:
+        if revision is None or isinstance(revision, str):
+            return revision
+        revs = list(revision)
+        if len(revs) != 1:
+            raise ValueError(f"one model but {len(revs)} revisions: give one revision")
+        return revs[0]
+    if revision is None:
+        return None
+    if isinstance(revision, str):
+        raise ValueError(
+            f"revision={revision!r} with an ensemble of {len(members)} models: give a list "
+            "with one revision (or None) per model, in the order of the models"
+        )
+    revs = list(revision)
+    if len(revs) != len(members):
+        raise ValueError(
+            f"{len(members)} models but {len(revs)} revisions: give one (or None) per model"
+        )
+    return revs
+
+
+def _head_folder(
+    head: str | os.PathLike | None, members: list[str], revision: str | list | None
+) -> str | None:
+    """`head` as an absolute folder path, checked against the model before anything loads."""
+    if head is None:
+        return None
+    folder = os.path.abspath(os.fspath(head))
+    if len(members) > 1:
+        raise ValueError(
+            "head= adapts one model, not an ensemble: adapt each member's score with "
+            "`curate adapt` and score with a single model and its head"
+        )
+    if not os.path.isdir(folder):
+        raise ValueError(f"head {os.fspath(head)!r} is not a folder; make one with `curate adapt`")
+    check_head_fits(LinearHead.load(folder), members[0], revision)
+    return folder

@@ -29,11 +29,12 @@ class ScoreRequest:
 
     `output` None scores a single image without writing a file (its scores are in the
     result's `first`). `engine="ray"`, or `num_gpus` above 1, runs on Ray Data: one model
-    copy per GPU, on a local cluster or the one at `address`."""
+    copy per GPU, on a local cluster or the one at `address`. Several `model`s score as an
+    ensemble combined by `combine`; `head` is an adapted head (`curate adapt`) for one model."""
 
     source: str | os.PathLike
     output: str | os.PathLike | None = None
-    model: str | None = None
+    model: str | tuple[str, ...] | None = None
     revision: str | None = None
     device: str = "auto"
     dtype: str = "auto"
@@ -52,6 +53,9 @@ class ScoreRequest:
     engine: str = "local"
     address: str | None = None
     num_gpus: int | None = None
+    combine: str = "mean"
+    head: str | os.PathLike | None = None
+    synthetic_labels: str | None = None
 
     @property
     def on_ray(self) -> bool:
@@ -171,6 +175,16 @@ def _scorer(request: ScoreRequest, checked: _Checked):
         draft=request.draft,
         calibration=os.fspath(request.calibration) if request.calibration else None,
         provenance=checked.provenance,
+        **_detector_options(request),
+    )
+
+
+def _detector_options(request: ScoreRequest) -> dict:
+    """The options that choose the detector beyond `model` (ensemble, head, labels)."""
+    return dict(
+        combine=request.combine,
+        head=os.fspath(request.head) if request.head else None,
+        synthetic_labels=request.synthetic_labels,
     )
 
 
@@ -180,7 +194,7 @@ def _score_locally(request: ScoreRequest, checked: _Checked, progress: Progress)
     src, output = checked.source, checked.output
     scorer = _scorer(request, checked)
     if output is None:  # one image, no file: its scores only
-        progress.wait(f"Loading {scorer.model}")
+        progress.wait(f"Loading {', '.join(scorer.members)}")
         scorer.load()
         started = time.perf_counter()
         batch = next(src.batches(1))
@@ -192,7 +206,7 @@ def _score_locally(request: ScoreRequest, checked: _Checked, progress: Progress)
     )
     if run.resumed_rows:
         progress.note(f"Resuming: {run.resumed_rows} rows already scored in {work_dir_for(output)}")
-    progress.wait(f"Loading {scorer.model}")
+    progress.wait(f"Loading {', '.join(scorer.members)}")
     scorer.load()
     progress.start("Scoring", total=src.num_rows, done=run.resumed_rows)
     started = time.perf_counter()
@@ -226,6 +240,7 @@ def _score_on_ray(request: ScoreRequest, checked: _Checked, progress: Progress) 
         draft=request.draft,
         calibration=os.fspath(request.calibration) if request.calibration else None,
         provenance=checked.provenance,
+        **_detector_options(request),
     )
     return _result(request, src, checked.output, time.perf_counter() - started, 0, None)
 

@@ -82,14 +82,38 @@ def score(
         ),
     ] = None,
     model: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             help="Hub id or local directory of the detector (default: $CURATE_MODEL, else "
-            "prithivMLmods/open-deepfake-detection).",
+            "prithivMLmods/open-deepfake-detection). Repeat it to score with an ensemble.",
             show_default=False,
         ),
     ] = None,
     revision: Annotated[str | None, typer.Option(help="Model revision to pin.")] = None,
+    combine: Annotated[
+        str,
+        typer.Option(
+            help="How an ensemble (several --model) combines its members: mean (of their "
+            "probabilities), max, or logit_mean (mean logit gap, then sigmoid).",
+        ),
+    ] = "mean",
+    head: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of an adapted head (made by `curate adapt` for this --model) to score "
+            "with instead of the model's own classifier.",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    synthetic_labels: Annotated[
+        str | None,
+        typer.Option(
+            help="The checkpoint's classes that mean synthetic, comma-separated (default: read "
+            "from its labels by name).",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dtype: Annotated[
         str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
@@ -190,7 +214,7 @@ def score(
     request = ScoreRequest(
         source=source,
         output=output,
-        model=model,
+        model=tuple(model) if model else None,
         revision=revision,
         device=device,
         dtype=dtype,
@@ -209,6 +233,9 @@ def score(
         engine=engine,
         address=address,
         num_gpus=num_gpus,
+        combine=combine,
+        head=head,
+        synthetic_labels=synthetic_labels,
     )
 
     def body() -> None:
