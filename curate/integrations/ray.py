@@ -371,3 +371,107 @@ def score_files(
         overwrite=overwrite,
         features=features,
     )
+
+
+def _read_shard_rows(batch: pa.Table, shards: Sequence[Source], rows_per_read: int):
+    """The rows of the shards whose numbers `batch` holds, as Arrow tables of `rows_per_read`,
+    each tagged with its shard (`__shard__`); a source's own reasons ride along."""
+    from curate.io.parquet import build_schema, to_table
+
+    for index in batch.column("shard").to_pylist():
+        shard = shards[index]
+        schema = shard.arrow_schema()
+        for rows in shard.batches(rows_per_read):
+            typed = schema or build_schema(rows, image_column=shard.image_column)
+            table = to_table(rows, typed.remove_metadata(), shard.image_column)
+            yield table.append_column("__shard__", pa.array([index] * table.num_rows, pa.int32()))
+
+
+def score_shards(
+    source: str | os.PathLike | Source,
+    output: str | os.PathLike,
+    *,
+    address: str | None = None,
+    num_gpus: float | None = None,
+    concurrency: int | None = None,
+    image_column: str | None = None,
+    image_member: str | None = None,
+    overwrite: bool = False,
+    metadata: Mapping[str, str] | None = None,
+    provenance: Any = False,
+    rows_per_read: int = 64,
+    **scorer_kwargs: Any,
+) -> int:
+    """Score a source made of shards (WebDataset tar shards, Parquet files) on a Ray cluster
+    into a folder, one output shard per input shard: what `curate score SHARDS -o FOLDER
+    --engine ray` runs, the output of a local run (`curate.runs.ShardedScoringRun`, whose
+    manifest, per-shard locks and resumption it shares) plus `curate.engine = "ray"`.
+
+    Each Ray task reads one shard through its `Source`; the actors score; the rows stream back
+    in order and each shard's file is written atomically as its last row arrives. Returns
+    the number of rows in all the output shards."""
+    ray = _require_ray()
+    import pyarrow.compute as pc
+
+    from curate.io.parquet import AtomicParquetWriter, to_table
+    from curate.runs import ShardedScoringRun, with_scores
+    from curate.schema import METADATA_PREFIX
+    from curate.sources import resolve_source
+
+    src = source
+    if not isinstance(src, Source):
+        src = resolve_source(source, image_column=image_column, image_member=image_member)
+    scorer = DeepfakeScorer(image_column=src.image_column, provenance=provenance, **scorer_kwargs)
+    meta = {METADATA_PREFIX + "engine": "ray", **(metadata or {})}
+    run = ShardedScoringRun(src, scorer, output, overwrite=overwrite, metadata=meta)
+    run.start()
+    claimed = run.claim()
+    try:
+        if claimed:
+            if not ray.is_initialized():
+                ray.init(address=address, log_to_driver=False)
+            shards = [shard for shard, _, _ in claimed]
+            items = [{"shard": i} for i in range(len(shards))]
+            ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                _read_shard_rows,
+                fn_kwargs={"shards": shards, "rows_per_read": rows_per_read},
+                batch_size=1,
+                batch_format="pyarrow",
+            )
+            ds.context.execution_options.preserve_order = True
+            scored = score_ray_dataset(ds, scorer, num_gpus=num_gpus, concurrency=concurrency)
+            current, writer, seen = None, None, set()
+            try:
+                for table in scored.iter_batches(batch_format="pyarrow", batch_size=None):
+                    for index in table.column("__shard__").unique().to_pylist():
+                        part = table.filter(pc.equal(table.column("__shard__"), index))
+                        part = part.drop_columns(["__shard__"])
+                        if index != current:  # shards arrive in order, one after the other
+                            if writer is not None:
+                                run.record(claimed[current][1], writer.close())
+                            current, writer = index, None
+                            seen.add(index)
+                        rows = part.to_pydict()
+                        scores = {c: rows.pop(c) for c in scorer.columns}
+                        rows = with_scores(rows, scores)
+                        if writer is None:
+                            schema = run.output_schema(shards[index], rows)
+                            writer = AtomicParquetWriter(claimed[index][1], schema)
+                        writer.write(to_table(rows, schema, src.image_column))
+                if writer is not None:
+                    run.record(claimed[current][1], writer.close())
+                    writer = None
+                for index, (shard, path, _) in enumerate(claimed):
+                    if index not in seen:  # no rows came back: an empty shard
+                        empty = {shard.image_column: [], **{c: [] for c in scorer.columns}}
+                        schema = run.output_schema(shard, empty)
+                        run.record(path, AtomicParquetWriter(path, schema).close())
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+    finally:
+        for _, _, lock in claimed:
+            lock.release()
+    # Shards another worker held are waited for (and any it left, scored) as a local run does.
+    return run.run()

@@ -8,8 +8,8 @@ written), `txt` and the other text extensions, bytes for anything else. The imag
 the first of `--image-member`'s extensions that the sample has (default: jpg, jpeg, png,
 webp, bmp, gif, tif, tiff, in that order). The other columns are the extensions the first
 shard's samples hold. A sample with no image member, one that a truncated shard cut short,
-and a shard that cannot be read at all each give a row whose `deepfake_error` says why;
-nothing is skipped. Shards are read member by member: memory holds one sample at a time.
+and a shard that cannot be read at all each give a row whose `__reason__` says why (a scoring
+run puts it in `deepfake_error`); nothing is skipped. Shards are read member by member: memory holds one sample at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from curate.sources.files import IMAGE_EXTENSIONS
 logger = logging.getLogger(__name__)
 
 KEY, URL = "__key__", "__url__"
+# Why the source itself cannot give a row an image to score. Not an output column: a scoring
+# run (`curate.runs.with_scores`) moves it into `deepfake_error` and leaves the row unscored.
+REASON = "__reason__"
 IMAGE_MEMBER_EXTENSIONS = tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
 # Members stored as text (the `webdataset` library decodes these as text, JSON or numbers).
 TEXT_EXTENSIONS = ("txt", "text", "json", "jsn", "cls", "cls2", "class", "caption", "id", "index")
@@ -163,7 +166,7 @@ def _features(image_column: str, columns: Sequence[str]):
     out = {KEY: Value("string"), URL: Value("string"), image_column: Image()}
     for c in columns:
         out[c] = Value("string") if c in TEXT_EXTENSIONS else Value("binary")
-    out[schema.ERROR] = Value("string")
+    out[REASON] = Value("string")
     return Features(out)
 
 
@@ -193,14 +196,14 @@ def _row(
             f"sample {sample.key} of {url} has no image member ({wanted}; it has {has}); "
             "pass --image-member EXT"
         )
-    row[schema.ERROR] = reason
+    row[REASON] = reason
     extra = set(members) - set(columns) - {chosen}
     return row, extra
 
 
 def _shard_reader(path: str, url: str, image_exts, columns, image_column: str):
     def read(start: int, stop: int | None, batch_size: int) -> Iterator[Batch]:
-        names = [KEY, URL, image_column, *columns, schema.ERROR]
+        names = [KEY, URL, image_column, *columns, REASON]
         batch: Batch = {n: [] for n in names}
         unstored: set[str] = set()
         for index, sample in enumerate(_opened(read_samples(path), url)):

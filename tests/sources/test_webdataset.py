@@ -57,22 +57,22 @@ def test_each_sample_is_a_row_with_its_members(shards, photo_paths):
     assert first["image"] == {"bytes": encoded(photo_paths[0]), "path": "00000.jpg"}
     assert json.loads(first["json"])["key"] == "00000"
     assert first["txt"] == "caption of 00000"
-    assert first["deepfake_error"] is None
-    assert set(first) == {"__key__", "__url__", "image", "json", "txt", "deepfake_error"}
+    assert first["__reason__"] is None
+    assert set(first) == {"__key__", "__url__", "image", "json", "txt", "__reason__"}
 
 
 def test_odd_samples_become_rows_with_reasons(shards, photo_paths):
     got = rows(webdataset_source(str(shards[1])))
     two_images, no_image, corrupt = got[1], got[2], got[3]
     assert two_images["image"]["path"] == "10001.jpg"  # jpg before png
-    assert two_images["deepfake_error"] is None
+    assert two_images["__reason__"] is None
     assert two_images["png"] == encoded(photo_paths[2], "PNG")  # the other one: bytes
     assert got[0]["png"] is None
     assert no_image["image"] is None
-    assert "has no image member" in no_image["deepfake_error"]
-    assert "it has json, txt" in no_image["deepfake_error"]
-    assert "--image-member" in no_image["deepfake_error"]
-    assert corrupt["deepfake_error"] is None  # the source reads it; the scorer says why
+    assert "has no image member" in no_image["__reason__"]
+    assert "it has json, txt" in no_image["__reason__"]
+    assert "--image-member" in no_image["__reason__"]
+    assert corrupt["__reason__"] is None  # the source reads it; the scorer says why
     assert len(corrupt["image"]["bytes"]) < len(encoded(photo_paths[3]))
 
 
@@ -86,7 +86,7 @@ def test_image_member_picks_the_extension(shards):
     got = rows(webdataset_source(str(shards[1]), image_member="png"))
     assert got[1]["image"]["path"] == "10001.png"
     assert got[1]["jpg"] is not None  # the other image member is a column now
-    assert "has no image member (png" in got[0]["deepfake_error"]
+    assert "has no image member (png" in got[0]["__reason__"]
     with pytest.raises(SourceError, match="--image-member needs an extension"):
         webdataset_source(str(shards[1]), image_member=" , ")
 
@@ -95,8 +95,8 @@ def test_a_truncated_final_shard_is_rows_with_a_reason_not_a_lost_shard(shards):
     got = rows(webdataset_source(str(shards[0].parent)))
     last = [r for r in got if r["__url__"] == str(shards[2])]
     assert [r["__key__"] for r in last] == ["20000", "20001", "20002"]
-    assert [r["deepfake_error"] for r in last[:2]] == [None, None]
-    assert "truncated" in last[2]["deepfake_error"] and last[2]["image"] is None
+    assert [r["__reason__"] for r in last[:2]] == [None, None]
+    assert "truncated" in last[2]["__reason__"] and last[2]["image"] is None
 
 
 def test_a_shard_that_cannot_be_opened_is_a_row(tmp_path, shards):
@@ -105,7 +105,7 @@ def test_a_shard_that_cannot_be_opened_is_a_row(tmp_path, shards):
     shards[0].unlink()  # gone between listing and reading
     got = rows(source.shards[0])
     assert len(got) == 1 and got[0]["__key__"] is None
-    assert "cannot open shard" in got[0]["deepfake_error"]
+    assert "cannot open shard" in got[0]["__reason__"]
 
 
 def test_reading_from_any_row_and_a_limit(shards):
