@@ -4,7 +4,9 @@ One run, same process, same files, same settings: the bare `DeepfakeScorer.score
 over the file paths, then `detect_deepfakes` through `fiftyone.operators.execute_operator`
 (reading paths from the dataset and writing `fake_prob` / `deepfake` / `deepfake_error` back
 every chunk), alternating, best of `--repeats`. Both include building the scorer and loading
-the model, i.e. what a user waits for. Needs a FiftyOne database (a temporary one is used).
+the model, i.e. what a user waits for. Needs a FiftyOne database: a temporary one, unless
+FIFTYONE_DATABASE_URI names one (FiftyOne joins the database service of any other FiftyOne
+process on the machine, so on a shared machine give it a `mongod` of its own).
 
     python benchmarks/bench_fiftyone.py                           # tiny model: the harsh case
     python benchmarks/bench_fiftyone.py --images 48 --full-size    # the real model's cost

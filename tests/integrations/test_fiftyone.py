@@ -24,11 +24,12 @@ fo = pytest.importorskip("fiftyone")
 foo = pytest.importorskip("fiftyone.operators")
 
 from fiftyone.operators.delegated import DelegatedOperationService  # noqa: E402
-from fiftyone.operators.executor import ExecutionError  # noqa: E402
+from fiftyone.operators.executor import ExecutionContext, ExecutionError  # noqa: E402
 
 from curate import DeepfakeScorer  # noqa: E402
-from curate.filtering import DecisionRule  # noqa: E402
+from curate.filtering import OUTCOMES, DecisionRule  # noqa: E402
 from curate.integrations import fiftyone as cfo  # noqa: E402
+from curate.schema import label_for  # noqa: E402
 
 DETECT = "@curate/deepfakes/detect_deepfakes"
 ACT = "@curate/deepfakes/apply_deepfake_threshold"
@@ -87,7 +88,7 @@ def assert_matches_scorer(samples, reference, logits: bool = False) -> None:
             assert err, path
             continue
         assert p == ref["fake_prob"], path  # the very float the scorer returned
-        assert label.label == ref["deepfake_label"]
+        assert label.label == ref["deepfake_label"] == label_for(p)  # Fake iff p >= 0.5
         want = ref["fake_prob"] if label.label == "Fake" else ref["real_prob"]
         assert label.confidence == want
         if logits:
@@ -240,6 +241,16 @@ def _error(fn) -> str:
     return str(info.value)
 
 
+def operator_context(uri: str, samples, params: dict, **request) -> ExecutionContext:
+    """The context FiftyOne builds for an operator's form, run or output on `samples`."""
+    return ExecutionContext(
+        request_params={"dataset_name": samples._dataset.name,
+                        "view": samples.view()._serialize(), "params": params, **request},
+        operator_uri=uri,
+        required_secrets=foo.get_operator(uri)._plugin_secrets,
+    )  # fmt: skip
+
+
 def test_form_validation_gives_clear_messages(dataset, tiny_checkpoint, tmp_path):
     dataset.add_sample_field("taken", fo.StringField)
     ctx = {"dataset": dataset}
@@ -277,7 +288,7 @@ def test_form_validation_gives_clear_messages(dataset, tiny_checkpoint, tmp_path
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     msg = _error(lambda: run(EXPORT, path=str(a_file / "out.parquet")))
-    assert "not a writable directory" in msg
+    assert f"{a_file} is not a folder" in msg
     msg = _error(lambda: run(EXPORT, path=str(a_file)))
     assert "already exists" in msg
     msg = _error(lambda: run(EXPORT, path=str(tmp_path)))
@@ -306,28 +317,73 @@ def boundary_dataset(scored_values, photo_paths):
     ds.delete()
 
 
-RULES = [
-    DecisionRule(0.5),
-    DecisionRule(0.3, unscored="keep"),
-    DecisionRule(0.5, review_band=(0.3, 0.7)),
-    DecisionRule(0.7, review_band=(0.3, 0.7), unscored="drop"),
-    DecisionRule(0.0),
-    DecisionRule(1.0),
-]
+EVIDENCE = (True, False, None, "missing")  # provenance_synthetic / provenance_strong values
 
 
-@pytest.mark.parametrize("rule", RULES, ids=str)
-def test_decision_views_agree_with_decide(boundary_dataset, rule):
-    ids, probs = boundary_dataset.values(["id", "fake_prob"])
-    want = {i: rule.decide(p) for i, p in zip(ids, probs, strict=True)}
-    views = cfo.decision_views(boundary_dataset, rule)
-    got = {i: o for o, v in views.items() for i in v.values("id")}
-    assert got == want
-    assert list(rule.decide_many(probs)) == [want[i] for i in ids]
-    counts = cfo.count_decisions(boundary_dataset, rule)
-    assert counts == dict(Counter(want.values())) | {
-        o: 0 for o in ("keep", "remove", "review", "unscored") if o not in want.values()
-    }
+@pytest.fixture(scope="module")
+def evidence_dataset(photo_paths):
+    """Every boundary score (and every unscored form) crossed with every provenance value."""
+    import itertools
+
+    ds = fo.Dataset()
+    ds.add_sample_field("fake_prob", fo.FloatField)
+    ds.add_sample_field("provenance_synthetic", fo.BooleanField)
+    ds.add_sample_field("provenance_strong", fo.BooleanField)
+    values = [0.0, 0.1, 0.2999, 0.3, 0.49999, 0.5, 0.69999, 0.7, 0.9, 1.0, None, math.nan]
+    samples = []
+    for p, synthetic, strong in itertools.product([*values, "missing"], EVIDENCE, EVIDENCE):
+        s = fo.Sample(filepath=photo_paths[0])
+        for name, v in (("fake_prob", p), ("provenance_synthetic", synthetic),
+                        ("provenance_strong", strong)):  # fmt: skip
+            if v != "missing":
+                s[name] = v
+        samples.append(s)
+    ds.add_samples(samples)
+    yield ds
+    ds.delete()
+
+
+def _every_rule() -> list[DecisionRule]:
+    rules = []
+    for t in (0.0, 0.3, 0.5, 0.7, 1.0):
+        for band in (None, (0.3, 0.7)):
+            if band and not band[0] <= t <= band[1]:
+                continue
+            for unscored in ("keep", "drop", "separate"):
+                for strong in (False, True):
+                    for conflicts in (False, True):
+                        rules.append(DecisionRule(t, band, unscored, strong, conflicts))
+    return rules
+
+
+def test_fiftyone_outcomes_equal_decide_many(evidence_dataset):
+    """The MongoDB expressions give every sample the outcome `DecisionRule.decide_many` gives
+    it: scores exactly at the threshold and the band edges, null / NaN / missing scores,
+    provenance evidence true / false / null / missing, every option of the rule."""
+    ds = evidence_dataset
+    ids, probs, synthetic, strong = ds.values(
+        ["id", "fake_prob", "provenance_synthetic", "provenance_strong"]
+    )
+    rules = _every_rule()
+    assert len(rules) == 96
+    seen = set()
+    for rule in rules:
+        want = dict(zip(ids, rule.decide_many(probs, synthetic, strong), strict=True))
+        views = cfo.decision_views(ds, rule)
+        got: dict[str, str] = {}
+        for outcome, view in views.items():
+            for i in view.values("id"):
+                assert i not in got, (rule, i, got[i], outcome)  # one outcome per sample
+                got[i] = outcome
+        assert got == want, rule
+        counts = cfo.count_decisions(ds, rule)
+        assert counts == {o: sum(v == o for v in want.values()) for o in OUTCOMES}, rule
+        # the rows a bare score rule keeps; the scored sample exactly at the threshold is removed
+        at = [i for i, p in zip(ids, probs, strict=True) if p == rule.threshold]
+        if not rule.review_band and not rule.uses_provenance:
+            assert {got[i] for i in at} == {"remove"}, rule
+        seen.update(want.values())
+    assert seen == set(OUTCOMES)
 
 
 @pytest.mark.parametrize("delegate", [False, True])
@@ -489,12 +545,10 @@ def test_non_image_target_is_refused_in_the_form(tiny_checkpoint):
 def test_detect_form_previews_work_and_warns_about_another_model(
     dataset, tiny_checkpoint, swapped_checkpoint
 ):
-    from fiftyone.operators.executor import ExecutionContext
-
     foo.get_operator(DETECT)(dataset.limit(3), model=tiny_checkpoint)
 
     def notices(**params) -> dict:
-        ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
+        ctx = operator_context(DETECT, dataset, params)
         form = foo.get_operator(DETECT).resolve_input(ctx)
         props = form.type.properties
         return {k: props[k].view.label for k in ("summary", "other_model") if k in props}
@@ -550,3 +604,213 @@ def test_plugin_installs_with_fiftyone_plugins_download(tmp_path):
     )
     for uri in (DETECT, ACT, EXPORT):
         assert uri in ops.stdout, ops.stderr[-2000:]
+
+
+# -- the database the tests use --------------------------------------------------------------
+def test_tests_use_their_own_mongod():
+    """conftest starts a mongod for these tests alone: FiftyOne connects to its URI and starts
+    no shared database service that another FiftyOne process could own or stop."""
+    import fiftyone.core.odm.database as fodb
+
+    uri = os.environ["FIFTYONE_DATABASE_URI"]
+    assert fo.config.database_uri == uri
+    port = int(uri.rsplit(":", 1)[1])
+    fo.Dataset().delete()  # a round trip through the database
+    assert fodb.get_db_client().address == ("127.0.0.1", port)
+    assert fodb._db_service is None
+
+
+# -- a model that passes the form but cannot load ----------------------------------------------
+@pytest.fixture
+def weightless_model(tiny_checkpoint, tmp_path) -> str:
+    """config.json + preprocessor_config.json, no model.safetensors."""
+    import shutil
+
+    folder = tmp_path / "no-weights"
+    folder.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(Path(tiny_checkpoint) / name, folder / name)
+    return str(folder)
+
+
+def test_model_that_cannot_load_fails_the_run_with_its_error(dataset, weightless_model):
+    assert cfo.model_problem(weightless_model) is None  # configs only: the form lets it pass
+    with pytest.raises(ExecutionError, match="Could not load a detector from the directory"):
+        foo.get_operator(DETECT)(dataset, model=weightless_model)
+    # the library raises when the run is set up, before the first chunk or any write
+    with pytest.raises(Exception, match="Could not load a detector") as info:
+        cfo.iter_score_samples(dataset, DeepfakeScorer(weightless_model))
+    assert type(info.value).__name__ == "ModelLoadError"
+    assert dataset.exists("fake_prob").count() == 0
+
+    foo.get_operator(DETECT)(dataset, model=weightless_model, delegate=True)
+    (result,) = DelegatedOperationService().execute_queued_operations(
+        operator=DETECT, dataset_name=dataset.name
+    )
+    assert "Could not load a detector from the directory" in str(result.error)
+    (doc,) = DelegatedOperationService().list_operations(dataset_name=dataset.name)
+    assert doc.run_state == "failed"
+
+
+def test_model_check_does_not_remember_failures(dataset, tiny_checkpoint, tmp_path):
+    """A model that is not there yet, then downloaded, passes the form at once (no restart);
+    a local model whose config changes is checked again."""
+    import shutil
+
+    later = tmp_path / "downloaded-later"
+
+    def form_error() -> str | None:
+        ctx = operator_context(DETECT, dataset, {"model": str(later)})
+        model = foo.get_operator(DETECT).resolve_input(ctx).type.properties["model"]
+        return model.error_message if model.invalid else None
+
+    assert "does not exist" in form_error()
+    shutil.copytree(tiny_checkpoint, later)
+    assert form_error() is None
+    config = later / "config.json"
+    config.write_text(config.read_text().replace('"Fake"', '"Sky"'))
+    assert "cannot be read as synthetic or real" in form_error()
+
+
+# -- operator names -----------------------------------------------------------------------------
+def test_operator_labels_match_their_forms(dataset):
+    """The operator browser's label and the form's title are one name (the README's)."""
+    want = {DETECT: "Detect deepfakes", ACT: "Apply deepfake threshold",
+            EXPORT: "Export to Parquet"}  # fmt: skip
+    for uri, label in want.items():
+        op = foo.get_operator(uri)
+        assert op.config.label == label
+        assert op.resolve_input(operator_context(uri, dataset, {})).view.label == label
+
+
+# -- export: provenance rule options, paths ----------------------------------------------------
+def test_export_operator_passes_the_provenance_rule_options(evidence_dataset, tmp_path):
+    import pyarrow.parquet as pq
+
+    ds = evidence_dataset.clone()
+    try:
+        ids, probs = ds.values(["id", "fake_prob"])
+        labels = [None if p is None or p != p else fo.Classification(label=label_for(p))
+                  for p in probs]  # fmt: skip
+        cfo.check_fields(ds)  # declares deepfake (Classification) and deepfake_error
+        ds.set_values("deepfake", labels)
+        export = foo.get_operator(EXPORT)
+        for strong, conflicts in ((True, False), (False, True), (True, True)):
+            rule = DecisionRule(0.5, unscored="keep", remove_strong_evidence=strong,
+                                review_conflicts=conflicts)  # fmt: skip
+            out = tmp_path / f"kept-{strong}-{conflicts}.parquet"
+            export(ds, str(out), threshold=0.5, unscored="keep",
+                   remove_strong_evidence=strong, review_conflicts=conflicts)  # fmt: skip
+            _, probs, synthetic, evidence = ds.values(
+                ["id", "fake_prob", "provenance_synthetic", "provenance_strong"]
+            )
+            want = rule.decide_many(probs, synthetic, evidence)
+            table = pq.read_table(out)
+            kept = {i for i, o in zip(ids, want, strict=True) if o == "keep"}
+            assert set(table.column("sample_id").to_pylist()) == kept
+            assert set(table.column("decision").to_pylist()) == {"keep"}
+            meta = pq.read_schema(out).metadata
+            assert meta[b"curate.remove_strong_evidence"] == str(strong).lower().encode()
+            assert meta[b"curate.review_conflicts"] == str(conflicts).lower().encode()
+    finally:
+        ds.delete()
+
+
+@pytest.fixture
+def scored(dataset, tiny_checkpoint):
+    cfo.score_samples(dataset.limit(3), DeepfakeScorer(tiny_checkpoint))
+    return dataset.limit(3)
+
+
+def test_export_overwrites_only_a_parquet_file_curate_wrote(scored, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run = foo.get_operator(EXPORT)
+    bashrc = tmp_path / ".bashrc"
+    bashrc.write_text("export PATH=/usr/bin\n")
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), other)
+    for path in (bashrc, other):
+        before = path.read_bytes()
+        msg = _error(lambda p=path: run(scored, str(p), only_kept=False, overwrite=True))
+        assert f"{path} is not a Parquet file written by curate" in msg, msg
+        with pytest.raises(cfo.ExportPathError, match="not a Parquet file written by curate"):
+            cfo.export_parquet(scored, path, overwrite=True)
+        assert path.read_bytes() == before
+    ours = tmp_path / "kept.parquet"
+    run(scored, str(ours), only_kept=False)
+    first = pq.read_table(ours).num_rows
+    run(scored.limit(1), str(ours), only_kept=False, overwrite=True)  # ours: replaced
+    assert first == 3 and pq.read_table(ours).num_rows == 1
+
+
+def test_export_creates_no_folders(scored, tmp_path):
+    missing = tmp_path / "missing" / "sub"
+    msg = _error(lambda: foo.get_operator(EXPORT)(scored, str(missing / "out.parquet")))
+    assert f"the folder {missing} does not exist; create it first" in msg
+    with pytest.raises(cfo.ExportPathError, match="does not exist"):
+        cfo.export_parquet(scored, missing / "out.parquet")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_export_root_confines_exports(scored, tmp_path, monkeypatch):
+    root = tmp_path / "exports"
+    (root / "ok").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)
+    monkeypatch.setenv(cfo.EXPORT_ROOT_ENV, str(root))
+    run = foo.get_operator(EXPORT)
+    for path in (outside / "out.parquet", root / "escape" / "out.parquet", tmp_path / "x.pq"):
+        msg = _error(lambda p=path: run(scored, str(p), only_kept=False))
+        assert f"is outside the export folder {root}" in msg, path
+        with pytest.raises(cfo.ExportPathError, match="outside the export folder"):
+            cfo.export_parquet(scored, path)
+    assert not list(outside.iterdir())
+    run(scored, str(root / "ok" / "kept.parquet"), only_kept=False)
+    assert (root / "ok" / "kept.parquet").exists()
+    # the form says where exports go
+    ctx = operator_context(EXPORT, scored, {})
+    path_prop = foo.get_operator(EXPORT).resolve_input(ctx).type.properties["path"]
+    assert str(root) in path_prop.view.description
+    monkeypatch.setenv(cfo.EXPORT_ROOT_ENV, str(tmp_path / "no-such-root"))
+    assert "does not exist" in cfo.path_problem(root / "ok" / "kept.parquet")
+
+
+def test_export_failures_are_one_line_never_a_traceback(scored, tmp_path):
+    """/proc passes permission checks as root but holds no files: the form says so; a write
+    that fails after the form passed comes back as the result's one-line error."""
+    msg = _error(lambda: foo.get_operator(EXPORT)(scored, "/proc/kept.parquet", only_kept=False))
+    assert "cannot write to the folder /proc" in msg
+    with pytest.raises(cfo.ExportPathError, match="cannot write to the folder /proc") as info:
+        cfo.export_parquet(scored, "/proc/kept.parquet")
+    assert "\n" not in str(info.value)
+
+    # The folder disappears between the form's check and the run (as it can in the App).
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    params = {"path": str(gone / "kept.parquet"), "only_kept": False}
+    ctx = operator_context(EXPORT, scored, params)
+    op = foo.get_operator(EXPORT)
+    assert op.resolve_input(ctx).type.properties["path"].invalid is not True
+    gone.rmdir()
+    result = op.execute(ctx)
+    assert result["error"] == (
+        f"the folder {gone} does not exist; create it first (exports create no folders)"
+    )
+    out_ctx = operator_context(EXPORT, scored, params, results=result)
+    view = op.resolve_output(out_ctx).type.properties["error"].view
+    assert view.description == result["error"] and "Traceback" not in view.description
+    assert not gone.exists()
+
+
+def test_a_write_that_fails_is_one_line_and_leaves_nothing(scored, tmp_path):
+    """A legal file name too long for the temporary file beside it: every check passes and
+    the write itself fails."""
+    out = tmp_path / ("x" * 242 + ".parquet")  # 250 characters; the temp name is longer
+    assert cfo.path_problem(out) is None
+    with pytest.raises(cfo.ExportPathError) as info:
+        foo.get_operator(EXPORT)(scored, str(out), only_kept=False)
+    assert str(info.value) == f"cannot write {out}: File name too long"
+    assert list(tmp_path.iterdir()) == []

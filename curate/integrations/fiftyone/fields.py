@@ -1,0 +1,106 @@
+"""The sample fields the FiftyOne adapter writes: their names, FiftyOne types and checks.
+
+Names and value types come from the column contract (`curate.schema`); the one field of
+FiftyOne's own is `deepfake`, a `Classification` holding the scorer's label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from curate import schema
+
+if TYPE_CHECKING:
+    from fiftyone.core.collections import SampleCollection
+
+PROB_FIELD = schema.FAKE_PROB
+LABEL_FIELD = "deepfake"  # fo.Classification: the scorer's label, with its probability
+ERROR_FIELD = schema.ERROR
+# Written by `score_samples` when the scorer has provenance on; exported beside the scores.
+PROVENANCE_FIELDS = (*schema.PROVENANCE_COLUMNS, schema.PROVENANCE_WATERMARK)
+BUILTIN_FIELDS = ("id", "filepath", "tags", "metadata", "created_at", "last_modified_at")
+# The three outputs a user may rename, and the contract column each one holds.
+OUTPUT_COLUMNS = {"prob": schema.FAKE_PROB, "label": schema.LABEL, "error": schema.ERROR}
+
+
+class FieldConflictError(ValueError):
+    """An output field already exists with another type; the message says which."""
+
+
+def field_type(column: str) -> type:
+    """The FiftyOne field class that holds a curate column (from `schema.COLUMN_TYPES`)."""
+    import fiftyone as fo
+
+    return {"float32": fo.FloatField, "string": fo.StringField, "bool": fo.BooleanField}[
+        schema.COLUMN_TYPES[column]
+    ]
+
+
+def _expected(kind: str) -> tuple[type, dict, str]:
+    """(field class, its add_sample_field kwargs, how to name it) for an output `kind`: "prob",
+    "label", "error", or a provenance column name."""
+    import fiftyone as fo
+
+    if kind == "label":
+        return (
+            fo.EmbeddedDocumentField,
+            {"embedded_doc_type": fo.Classification},
+            "Classification",
+        )
+    ftype = field_type(OUTPUT_COLUMNS.get(kind, kind))
+    return ftype, {}, ftype.__name__
+
+
+def field_problem(samples: SampleCollection, name: str, kind: str) -> str | None:
+    """Why `name` cannot hold output of `kind` ("prob", "label", "error", or a provenance
+    column name), or None."""
+    import fiftyone as fo
+
+    if not name or not name.strip():
+        return "field name must not be empty"
+    if name.startswith("_") or "." in name or "$" in name:
+        return f"{name!r} is not a usable top-level field name (no leading '_', '.' or '$')"
+    if name in BUILTIN_FIELDS:
+        return f"{name!r} is a built-in sample field; pick another name"
+    existing = samples._dataset.get_field_schema().get(name)
+    if existing is None:
+        return None
+    ftype, kwargs, want = _expected(kind)
+    ok = isinstance(existing, ftype)
+    if ok and "embedded_doc_type" in kwargs:
+        ok = existing.document_type is fo.Classification
+    if ok:
+        return None
+    have = type(existing).__name__
+    if isinstance(existing, fo.EmbeddedDocumentField):
+        have = existing.document_type.__name__
+    return f"field {name!r} already exists as {have}, not {want}; pick another name"
+
+
+def check_fields(
+    samples: SampleCollection,
+    prob_field: str = PROB_FIELD,
+    label_field: str = LABEL_FIELD,
+    error_field: str = ERROR_FIELD,
+    extra_columns: Sequence[str] = (),
+) -> None:
+    """Raise `FieldConflictError` if an output field exists with another type, or if two of
+    them share a name; declare the missing ones on the dataset otherwise. `extra_columns`
+    (provenance columns) are fields of their own name."""
+    names = {"prob": prob_field, "label": label_field, "error": error_field}
+    names.update({c: c for c in extra_columns})
+    if len(set(names.values())) != len(names):
+        raise FieldConflictError(
+            f"the score, label and error fields must be three different names (and not a "
+            f"provenance field's), got {names}"
+        )
+    for kind, name in names.items():
+        problem = field_problem(samples, name, kind)
+        if problem:
+            raise FieldConflictError(problem)
+    dataset = samples._dataset
+    for kind, name in names.items():
+        if not dataset.has_sample_field(name):
+            ftype, kwargs, _ = _expected(kind)
+            dataset.add_sample_field(name, ftype, **kwargs)

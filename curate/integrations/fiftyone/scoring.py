@@ -1,0 +1,313 @@
+"""Score FiftyOne samples with `DeepfakeScorer` and write the results back by sample id.
+
+FiftyOne is only the source of file paths and the sink of values: chunks of `filepath`s go to
+`DeepfakeScorer.score_images`, and what it returns is written onto the samples (`fake_prob`,
+the `deepfake` Classification, `deepfake_error`, and the provenance evidence when asked).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curate import schema
+from curate.integrations.fiftyone.fields import (
+    ERROR_FIELD,
+    LABEL_FIELD,
+    PROB_FIELD,
+    check_fields,
+)
+from curate.scorer import DeepfakeScorer
+
+if TYPE_CHECKING:
+    from fiftyone.core.collections import SampleCollection
+
+INFO_KEY = "curate"  # dataset.info[INFO_KEY][prob_field]: the settings that wrote the scores
+
+
+@dataclass
+class ScoreProgress:
+    """Where a scoring run stands after one chunk was written."""
+
+    done: int  # samples handled so far in this run (scored or failed)
+    total: int  # samples this run will handle (after skip_existing)
+    scored: int
+    failed: int
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    @property
+    def label(self) -> str:
+        return f"Scored {self.done}/{self.total} samples ({self.failed} unreadable)"
+
+
+@dataclass
+class ScoreSummary:
+    """What `score_samples` did."""
+
+    total: int = 0  # samples in the collection
+    scored: int = 0
+    failed: int = 0
+    skipped: int = 0  # already had a score (or an error) and skip_existing was set
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        done = self.scored + self.failed
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+# -- the model check behind the App form --------------------------------------------------------
+CONFIG_FILES = ("config.json", "preprocessor_config.json")
+
+
+def _config_stamp(model: str) -> tuple | None:
+    """For a local folder, when and how big its config files are: a folder that changes is
+    checked again. None for a Hub id (its cached snapshot does not change under a revision)."""
+    if not os.path.isdir(model):
+        return None
+    stamp = []
+    for name in CONFIG_FILES:
+        try:
+            st = os.stat(os.path.join(model, name))
+            stamp.append((name, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append((name, None, None))
+    return tuple(stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_model(model: str, revision: str | None, stamp: tuple | None) -> None:
+    # Cached because App forms call it on every change. lru_cache keeps results, not
+    # exceptions: a failed check runs again next time (the model may have been downloaded
+    # since), and `stamp` makes a passed check of a local folder run again once it changes.
+    from transformers.utils import cached_file
+
+    from curate.detectors import label_indices, load_preprocess_config, model_load_error
+
+    load_preprocess_config(model, revision)
+    try:
+        config_path = cached_file(model, "config.json", revision=revision)
+    except OSError as exc:
+        raise model_load_error(model, exc) from None
+    with open(config_path, encoding="utf-8") as f:
+        label_indices(json.load(f).get("id2label") or {})
+
+
+def model_problem(model: str, revision: str | None = None) -> str | None:
+    """Why `model` cannot be loaded as a Fake/Real detector, from its configs only (no weights
+    are read), or None. A model that passes can still fail to load (e.g. no weights file);
+    `iter_score_samples` raises that before it scores anything."""
+    from curate.detectors import ModelLoadError
+
+    if not model or not model.strip():
+        return "model must not be empty"
+    try:
+        _check_model(model, revision, _config_stamp(model))
+    except ModelLoadError as exc:
+        return str(exc)
+    except (OSError, ValueError, KeyError) as exc:
+        return f"Could not load model {model!r}: {str(exc).splitlines()[0]}"
+    return None
+
+
+# -- scoring ------------------------------------------------------------------------------------
+def pending_samples(
+    samples: SampleCollection,
+    prob_field: str = PROB_FIELD,
+    error_field: str = ERROR_FIELD,
+    retry_failed: bool = False,
+) -> SampleCollection:
+    """The samples of `samples` that have no score yet (and no error, unless `retry_failed`)."""
+    from fiftyone import ViewField as F
+
+    done = F(prob_field).exists()
+    if not retry_failed:
+        done = done | F(error_field).exists()
+    return samples.match(~done)
+
+
+def iter_score_samples(
+    samples: SampleCollection,
+    scorer: DeepfakeScorer | None = None,
+    *,
+    prob_field: str = PROB_FIELD,
+    label_field: str = LABEL_FIELD,
+    error_field: str = ERROR_FIELD,
+    skip_existing: bool = False,
+    retry_failed: bool = False,
+    chunk_size: int | None = None,
+    summary: ScoreSummary | None = None,
+    **scorer_kwargs: Any,
+) -> Iterator[ScoreProgress]:
+    """`score_samples` as an iterator of a `ScoreProgress` per chunk written (a FiftyOne
+    operator forwards these to the App). See `score_samples` for the arguments.
+
+    Not a generator function: the checks and the model load run in this call, so a field
+    conflict or a model that cannot load raises here, before the first `next()` and before
+    anything is written."""
+    scorer = scorer or DeepfakeScorer(**scorer_kwargs)
+    summary = summary if summary is not None else ScoreSummary()
+    provenance = scorer.provenance.columns if scorer.provenance is not None else ()
+    check_fields(samples, prob_field, label_field, error_field, provenance)
+    detector = scorer.load()
+    chunk = int(chunk_size or max(4 * scorer.chunk_size(detector), 32))
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    summary.total = len(samples)
+    todo = samples
+    if skip_existing:
+        todo = pending_samples(samples, prob_field, error_field, retry_failed)
+    ids, paths = todo.values(["id", "filepath"])
+    summary.skipped = summary.total - len(ids)
+    fields = _Fields(prob_field, label_field, error_field, provenance)
+    return _score_chunks(samples._dataset, scorer, detector, ids, paths, chunk, fields, summary)
+
+
+@dataclass(frozen=True)
+class _Fields:
+    prob: str
+    label: str
+    error: str
+    provenance: tuple[str, ...]
+
+
+def _score_chunks(
+    dataset,
+    scorer: DeepfakeScorer,
+    detector: Any,
+    ids: list[str],
+    paths: list[str],
+    chunk: int,
+    fields: _Fields,
+    summary: ScoreSummary,
+) -> Iterator[ScoreProgress]:
+    # Recorded first: an interrupted run's scores were made with these settings too.
+    _record_settings(dataset, scorer, fields)
+    started = time.perf_counter()
+    # Writes run on a thread so the database round trip overlaps the next chunk's scoring;
+    # one write at a time, in order, and the last one always finishes (an interrupted run
+    # keeps every chunk it scored).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-fo-write") as writer:
+        pending: Future | None = None
+        try:
+            for start in range(0, len(ids), chunk):
+                chunk_ids = ids[start : start + chunk]
+                out = scorer.score_images(paths[start : start + chunk])
+                values = _field_values(out, detector, fields)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(_write, dataset, chunk_ids, values)
+                failed = sum(e is not None for e in out[schema.ERROR])
+                summary.failed += failed
+                summary.scored += len(chunk_ids) - failed
+                summary.seconds = time.perf_counter() - started
+                yield ScoreProgress(
+                    start + len(chunk_ids), len(ids), summary.scored, summary.failed
+                )
+        finally:
+            if pending is not None:
+                pending.result()
+    summary.seconds = time.perf_counter() - started
+
+
+def score_samples(
+    samples: SampleCollection,
+    scorer: DeepfakeScorer | None = None,
+    *,
+    prob_field: str = PROB_FIELD,
+    label_field: str = LABEL_FIELD,
+    error_field: str = ERROR_FIELD,
+    skip_existing: bool = False,
+    retry_failed: bool = False,
+    chunk_size: int | None = None,
+    progress: Callable[[ScoreProgress], Any] | None = None,
+    **scorer_kwargs: Any,
+) -> ScoreSummary:
+    """Score every sample of a dataset or view and write the results onto the samples.
+
+    Per sample: `prob_field` (float, probability the image is synthetic), `label_field`
+    (`fo.Classification`: the scorer's `deepfake_label`, "Fake" iff fake_prob >= 0.5,
+    confidence = probability of that label, `logits` when the scorer has `with_logits=True`)
+    and `error_field` (null, or why the image could not be read, in which case the other two
+    are null); with the scorer's provenance on, its evidence columns too. Results are written
+    by sample id every `chunk_size` samples, so an interrupted run keeps what it scored and
+    `skip_existing=True` re-runs only the rest (samples with an error count as done unless
+    `retry_failed`). `progress(ScoreProgress)` is called after each chunk. `scorer` (or a
+    `DeepfakeScorer(**scorer_kwargs)`) does all decoding and inference.
+    """
+    summary = ScoreSummary()
+    for event in iter_score_samples(
+        samples,
+        scorer,
+        prob_field=prob_field,
+        label_field=label_field,
+        error_field=error_field,
+        skip_existing=skip_existing,
+        retry_failed=retry_failed,
+        chunk_size=chunk_size,
+        summary=summary,
+        **scorer_kwargs,
+    ):
+        if progress is not None:
+            progress(event)
+    return summary
+
+
+def _field_values(out: dict[str, list], detector: Any, fields: _Fields) -> dict[str, list]:
+    """The scorer's columns as field name -> values (Classification labels built here)."""
+    import fiftyone as fo
+
+    labels = []
+    has_logits = schema.FAKE_LOGIT in out
+    # Logits are stored per class of the checkpoint (a single detector's: ensembles give none).
+    n_labels = len(detector.model.config.id2label) if has_logits else 0
+    for i, p in enumerate(out[schema.FAKE_PROB]):
+        if p is None:
+            labels.append(None)
+            continue
+        label = out[schema.LABEL][i]
+        kwargs = {}
+        if has_logits:
+            logits = np.zeros(n_labels, dtype=np.float32)
+            logits[detector.fake_index] = out[schema.FAKE_LOGIT][i]
+            logits[detector.real_index] = out[schema.REAL_LOGIT][i]
+            kwargs["logits"] = logits
+        confidence = p if label == schema.FAKE else out[schema.REAL_PROB][i]
+        labels.append(fo.Classification(label=label, confidence=confidence, **kwargs))
+    values = {
+        fields.prob: out[schema.FAKE_PROB],
+        fields.label: labels,
+        fields.error: out[schema.ERROR],
+    }
+    values.update({c: out[c] for c in fields.provenance})
+    return values
+
+
+def _write(dataset, ids: Sequence[str], values: dict[str, list]) -> None:
+    for name, column in values.items():
+        dataset.set_values(name, dict(zip(ids, column, strict=True)), key_field="id")
+
+
+def _record_settings(dataset, scorer: DeepfakeScorer, fields: _Fields) -> None:
+    info = dict(dataset.info.get(INFO_KEY) or {})
+    info[fields.prob] = dict(scorer.metadata(), label_field=fields.label, error_field=fields.error)
+    dataset.info[INFO_KEY] = info
+    dataset.save()
+
+
+def scoring_settings(samples: SampleCollection, prob_field: str = PROB_FIELD) -> dict[str, str]:
+    """The `curate.*` settings recorded by the last `score_samples` run that wrote
+    `prob_field` (model, revision, dtype, calibration, version), or {}."""
+    info = (samples._dataset.info.get(INFO_KEY) or {}).get(prob_field) or {}
+    return {k: v for k, v in info.items() if k.startswith(schema.METADATA_PREFIX)}
