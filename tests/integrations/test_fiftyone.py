@@ -24,7 +24,7 @@ fo = pytest.importorskip("fiftyone")
 foo = pytest.importorskip("fiftyone.operators")
 
 from fiftyone.operators.delegated import DelegatedOperationService  # noqa: E402
-from fiftyone.operators.executor import ExecutionContext, ExecutionError  # noqa: E402
+from fiftyone.operators.executor import ExecutionContext, ExecutionError, Executor  # noqa: E402
 
 from curate import DeepfakeScorer  # noqa: E402
 from curate.filtering import OUTCOMES, DecisionRule  # noqa: E402
@@ -246,6 +246,7 @@ def operator_context(uri: str, samples, params: dict, **request) -> ExecutionCon
     return ExecutionContext(
         request_params={"dataset_name": samples._dataset.name,
                         "view": samples.view()._serialize(), "params": params, **request},
+        executor=Executor(),
         operator_uri=uri,
         required_secrets=foo.get_operator(uri)._plugin_secrets,
     )  # fmt: skip
@@ -814,3 +815,30 @@ def test_a_write_that_fails_is_one_line_and_leaves_nothing(scored, tmp_path):
         foo.get_operator(EXPORT)(scored, str(out), only_kept=False)
     assert str(info.value) == f"cannot write {out}: File name too long"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_mid_run_reaches_the_app_and_still_raises(dataset):
+    """Once the App streams progress, an exception only cuts the stream: the operator first
+    sends the reason to the progress box and a notification, then raises for the log and
+    Python callers."""
+    import sys
+
+    from fiftyone.operators.message import GeneratedMessage
+
+    detect = sys.modules[type(foo.get_operator(DETECT)).__module__]
+
+    def events():
+        yield cfo.ScoreProgress(done=2, total=4, scored=2, failed=0)
+        raise RuntimeError("the database went away")
+
+    ctx = operator_context(DETECT, dataset, {})
+    sent = []
+    with pytest.raises(RuntimeError, match="the database went away"):
+        for message in detect._report_progress(ctx, events()):
+            assert isinstance(message, GeneratedMessage)
+            sent.append((message.body.operator_uri, message.body.params))
+    assert sent[0][1] == {"label": "Scored 2/4 samples (0 unreadable)", "progress": 0.5}
+    assert ("set_progress", {"label": "Scoring failed: the database went away"}) in [
+        (uri.rsplit("/", 1)[-1], params) for uri, params in sent
+    ]
+    assert any(p.get("variant") == "error" for _, p in sent)
