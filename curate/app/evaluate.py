@@ -34,7 +34,10 @@ class EvalRequest:
     default `EvalOptions()`). Scores already in the source are used as they are unless
     `rescore`; otherwise the images are scored with `model` (and `calibration`, a saved
     calibration JSON). `robustness` re-scores a stratified sample of `probe_limit` images
-    after each of `perturbations` (default `curate.evaluation.DEFAULT_PERTURBATIONS`)."""
+    after each of `perturbations` (default `curate.evaluation.DEFAULT_PERTURBATIONS`).
+    Several `model`s score as an ensemble combined by `combine`; `head` is an adapted head
+    (`curate adapt`) for one model; `synthetic_labels` names the checkpoint's synthetic
+    classes."""
 
     source: str | os.PathLike
     out_dir: str | os.PathLike
@@ -47,8 +50,11 @@ class EvalRequest:
     robustness: bool = False
     perturbations: Sequence[str] | None = None
     probe_limit: int = 200
-    model: str | None = None
+    model: str | tuple[str, ...] | None = None
     revision: str | None = None
+    combine: str = "mean"
+    head: str | os.PathLike | None = None
+    synthetic_labels: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int | str = 16
@@ -173,6 +179,9 @@ def _scorer(
         image_column=checked.source.image_column,
         calibration=calibration,
         with_logits=True,
+        combine=request.combine,
+        head=os.fspath(request.head) if request.head else None,
+        synthetic_labels=request.synthetic_labels,
     )
 
 

@@ -143,10 +143,31 @@ def eval_(
         bool, typer.Option("--rescore", help="Score again even if the source has fake_prob.")
     ] = False,
     model: Annotated[
-        str | None,
-        typer.Option(help="Hub id or local directory of the detector.", show_default=False),
+        list[str] | None,
+        typer.Option(
+            help="Hub id or local directory of the detector; repeat it for an ensemble.",
+            show_default=False,
+        ),
     ] = None,
     revision: Annotated[str | None, typer.Option(help="Model revision to pin.")] = None,
+    combine: Annotated[
+        str, typer.Option(help="How an ensemble combines: mean, max or logit_mean.")
+    ] = "mean",
+    head: Annotated[
+        Path | None,
+        typer.Option(
+            help="Adapted head folder (`curate adapt`) to score with.",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    synthetic_labels: Annotated[
+        str | None,
+        typer.Option(
+            help="The checkpoint's classes that mean synthetic, comma-separated.",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
     batch_size: Annotated[
@@ -208,8 +229,11 @@ def eval_(
             robustness=robustness,
             perturbations=perturb,
             probe_limit=probe_limit,
-            model=model,
+            model=tuple(model) if model else None,
             revision=revision,
+            combine=combine,
+            head=head,
+            synthetic_labels=synthetic_labels,
             device=device,
             dtype=dtype,
             batch_size=batch_size,
