@@ -125,10 +125,11 @@ class AtomicParquetWriter:
         if self.row_group_size < 1:
             raise ValueError(f"row_group_size must be at least 1, got {row_group_size}")
         directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=directory
-        )
+        if not os.path.isdir(directory):
+            # Never create folders on a caller's behalf: a mistyped path should fail loudly.
+            raise FileNotFoundError(f"the folder {directory} does not exist; create it first")
+        # A short name of our own: the output's name plus a suffix could pass NAME_MAX.
+        fd, self._tmp = tempfile.mkstemp(prefix=".curate-", suffix=".parquet.tmp", dir=directory)
         os.chmod(self._tmp, 0o666 & ~umask())  # mkstemp makes 0600; outputs are ordinary files
         self._file = os.fdopen(fd, "wb")
         self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")

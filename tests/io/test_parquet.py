@@ -89,6 +89,7 @@ def test_scoring_metadata_in_the_schema(tmp_path, tiny_checkpoint, photo_paths):
         "curate.resize": "auto",
         "curate.decode": "cpu",
         "curate.max_pixels": str(scorer.max_pixels),
+        "curate.max_file_bytes": str(scorer.max_file_bytes),
         "curate.device_type": "cpu",
         "curate.threshold": "0.5",
         "curate.note": "x",
@@ -101,6 +102,16 @@ def test_scoring_metadata_in_the_schema(tmp_path, tiny_checkpoint, photo_paths):
     assert str(schema.field("fake_prob").type) == "float"
     assert str(schema.field("deepfake_error").type) == "string"
     assert b"huggingface" in schema.metadata
+
+
+def test_writer_creates_no_folders_and_keeps_long_names(tmp_path):
+    table = {"image": [None], "i": [1]}
+    with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
+        write_parquet([table], tmp_path / "missing" / "out.parquet")
+    assert not (tmp_path / "missing").exists()
+    long_name = tmp_path / ("x" * 240 + ".parquet")  # legal; name + temp suffix would not be
+    assert write_parquet([table], long_name) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [long_name.name]
 
 
 def test_row_groups_are_sized_for_images(tmp_path):
