@@ -232,7 +232,8 @@ def swap_labels(src: str | os.PathLike, dst: str | os.PathLike) -> str:
 
 
 class ReferenceDetector:
-    """The model card's reference inference (`../shared/seed/`), kept as the oracle.
+    """The reference inference of the default checkpoint's model card
+    (prithivMLmods/open-deepfake-detection), kept as the oracle.
 
     One image at a time: `AutoImageProcessor` (PIL backend, which is what the seed's code
     gets on a machine without torchvision), `SiglipForImageClassification`, softmax. Tests

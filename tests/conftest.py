@@ -105,7 +105,6 @@ from curate.testing import build_random_checkpoint, swap_labels  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_IMAGES = REPO / "examples" / "images"
-SEED_CARD = REPO.parent / "shared" / "seed" / "open-deepfake-detection-model-card.md"
 
 # The CLI's environment in tests: offline, wide plain output so tables do not wrap, and no
 # CURATE_MODEL from the caller's shell.

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from curate.evaluation.metrics import reliability_bins
+from curate.io.atomic import atomic_path
 
 FAKE_COLOUR, REAL_COLOUR = "#d62728", "#1f77b4"
 
@@ -28,14 +29,11 @@ def _pyplot():
 
 def _save(fig, path: str | os.PathLike) -> str:
     path = os.fspath(path)
-    tmp = f"{path}.tmp.png"
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         _pyplot().close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

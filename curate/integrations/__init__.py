@@ -1,1 +1,1 @@
-"""Thin adapters between `DeepfakeScorer` and other tools (datasets, FiftyOne, Ray)."""
+"""Adapters between `DeepfakeScorer` and other tools: `datasets`, FiftyOne, Ray Data."""

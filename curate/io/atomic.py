@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 
 
 def umask() -> int:
@@ -14,15 +17,21 @@ def umask() -> int:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the whole new one."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+    """A temporary path beside `path` to write to; renamed onto `path` when the block ends
+    without an error, removed otherwise. `suffix` keeps an extension writers look at."""
     path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = os.path.join(os.path.dirname(path) or ".", f".curate-{uuid.uuid4().hex[:12]}{suffix}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            os.remove(tmp)
