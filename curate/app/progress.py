@@ -18,3 +18,6 @@ class Progress:
 
     def advance(self, rows: int) -> None:
         """`rows` more rows of the current step are done."""
+
+    def shard_done(self, done: int, total: int) -> None:
+        """A job made of shards has `done` of its `total` shards done."""

@@ -1,4 +1,5 @@
-"""Scoring a source into one Parquet file (or one image's scores): `score(ScoreRequest)`.
+"""Scoring a source into one Parquet file, a source made of shards into a folder of output
+shards, or one image's scores: `score(ScoreRequest)`.
 
 Every option is checked before the model loads; the job runs locally (resumable,
 `curate.runs.ScoringRun`) or on Ray (`curate.integrations.ray.score_files`), and the result
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from curate.sources import Source
 
 ENGINES = ("local", "ray")
+# Sources made of shards: scored into a folder (`-o FOLDER`), one output shard per input shard.
+SHARDED_KINDS = ("webdataset", "parquet")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class ScoreRequest:
     combine: str = "mean"
     head: str | os.PathLike | None = None
     synthetic_labels: str | None = None
+    image_member: str | None = None  # WebDataset shards: the image member's extension(s)
 
     @property
     def on_ray(self) -> bool:
@@ -78,6 +82,7 @@ class ScoreResult:
     unreadable: int
     provenance: Mapping[str, int] | None = None  # `curate.provenance.evidence_counts`
     first: Mapping[str, Any] | None = None  # a single image's score (and provenance) values
+    shards: int | None = None  # a source made of shards scored into a folder: how many
 
     @property
     def scored_rows(self) -> int:
@@ -105,6 +110,7 @@ class _Checked:
     output: str | None
     batch_size: int | str
     provenance: Any  # a `curate.provenance.ProvenanceChecker`, or None
+    folder: bool = False  # output is a folder: one output shard per input shard
 
 
 def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResult:
@@ -126,7 +132,10 @@ def _check(request: ScoreRequest) -> _Checked:
 
     if request.engine not in ENGINES:
         raise RequestError(f"--engine must be 'local' or 'ray', got {request.engine!r}")
-    output = None if request.output is None else check_parquet_output(request.output)
+    folder = request.output is not None and names_a_folder(request.output)
+    output = None
+    if request.output is not None and not folder:
+        output = check_parquet_output(request.output)
     batch_size = check_scoring_options(request.device, request.dtype, request.batch_size)
     source = os.fspath(request.source)
     src = resolve_source(
@@ -135,19 +144,51 @@ def _check(request: ScoreRequest) -> _Checked:
         split=request.split,
         limit=request.limit,
         config=request.config,
+        image_member=request.image_member,
     )
+    if request.image_member is not None and src.kind != "webdataset":
+        raise RequestError(f"--image-member is for WebDataset shards; {source} is a {src.kind}")
+    if folder:
+        output = _check_folder_output(request, src)
     if output is None and request.on_ray:
         raise RequestError("--engine ray writes a Parquet file: pass -o OUT.parquet")
     if output is None and src.kind != "image":
         raise RequestError(f"{source} is a {src.kind} source: pass -o OUT.parquet")
     if request.on_ray:
-        _check_ray(request, src)
+        _check_ray(request, src, folder)
     checker = checker_from_options(request.provenance, request.watermark, request.trust_anchors)
-    return _Checked(src, output, batch_size, checker)
+    return _Checked(src, output, batch_size, checker, folder)
 
 
-def _check_ray(request: ScoreRequest, src: Source) -> None:
-    if src.num_rows is None:
+def names_a_folder(path: str | os.PathLike) -> bool:
+    """Whether `-o PATH` asks for a folder of output shards: an existing folder, or a name
+    with no extension (`scored`, `scored/`)."""
+    name = os.fspath(path)
+    return os.path.isdir(name) or not os.path.splitext(name.rstrip("/\\"))[1]
+
+
+def _check_folder_output(request: ScoreRequest, src: Source) -> str:
+    """`-o FOLDER`, if the source is made of shards and the folder can be written."""
+    name = os.fspath(request.output)
+    if src.kind not in SHARDED_KINDS:
+        check_parquet_output(name)  # its own error: a folder where a file is wanted
+        raise RequestError(f"-o/--output {name}: name a .parquet file")
+    if request.limit is not None:
+        raise RequestError("--limit applies to a single output file: pass -o OUT.parquet")
+    if os.path.exists(name) and not os.path.isdir(name):
+        raise RequestError(f"-o/--output {name} is a file; name a folder for the output shards")
+    parent = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(parent):
+        raise RequestError(
+            f"-o/--output {name}: the folder {parent} does not exist; create it first"
+        )
+    return name
+
+
+def _check_ray(request: ScoreRequest, src: Source, folder: bool = False) -> None:
+    if src.kind == "webdataset" and not folder:
+        raise RequestError("--engine ray scores WebDataset shards into a folder: pass -o FOLDER")
+    if src.num_rows is None and not folder:
         raise RequestError(
             f"--engine ray needs a source that says how many rows it has; "
             f"{os.fspath(request.source)} is streamed (use --engine local)"
@@ -201,6 +242,8 @@ def _score_locally(request: ScoreRequest, checked: _Checked, progress: Progress)
         scores = scorer.score_images(batch[src.image_column])
         first = {name: values[0] for name, values in scores.items()}
         return _result(request, src, None, time.perf_counter() - started, 0, first)
+    if checked.folder:
+        return _score_shards_locally(request, checked, scorer, progress)
     run = ScoringRun(
         src, scorer, output, overwrite=request.overwrite, chunk_rows=request.chunk_rows
     )
@@ -219,12 +262,62 @@ def _score_locally(request: ScoreRequest, checked: _Checked, progress: Progress)
     return _result(request, src, output, seconds, run.resumed_rows, first)
 
 
+def _score_shards_locally(
+    request: ScoreRequest, checked: _Checked, scorer: Any, progress: Progress
+) -> ScoreResult:
+    from curate.runs import ShardedScoringRun
+
+    src, output = checked.source, checked.output
+    run = ShardedScoringRun(
+        src, scorer, output, overwrite=request.overwrite, chunk_rows=request.chunk_rows
+    )
+    total = len(run.names)
+    if run.done:
+        progress.note(f"Resuming: {len(run.done)} of {total} shards already scored in {output}")
+    progress.wait(f"Loading {', '.join(scorer.members)}")
+    scorer.load()
+    progress.start(f"Scoring {total} shards", total=src.num_rows, done=run.resumed_rows)
+    progress.shard_done(len(run.done), total)
+    started = time.perf_counter()
+    try:
+        run.run(
+            progress=progress.advance,
+            shard_done=lambda name, rows, done, total: progress.shard_done(done, total),
+        )
+    except KeyboardInterrupt:
+        raise ScoreInterrupted(output) from None
+    seconds = time.perf_counter() - started
+    files = _shard_files(output)
+    return _result(request, src, output, seconds, run.resumed_rows, None, files)
+
+
 def _score_on_ray(request: ScoreRequest, checked: _Checked, progress: Progress) -> ScoreResult:
-    from curate.integrations.ray import score_files
+    from curate.integrations.ray import score_files, score_shards
 
     src = checked.source
     progress.wait(f"Scoring with Ray ({request.address or 'local cluster'})")
     started = time.perf_counter()
+    if checked.folder:
+        score_shards(
+            src,
+            checked.output,
+            address=request.address,
+            num_gpus=1 if request.num_gpus else None,
+            concurrency=request.num_gpus,
+            overwrite=request.overwrite,
+            model=request.model,
+            revision=request.revision,
+            device=request.device,
+            dtype=request.dtype,
+            batch_size=checked.batch_size,
+            draft=request.draft,
+            calibration=os.fspath(request.calibration) if request.calibration else None,
+            provenance=checked.provenance,
+            **_detector_options(request),
+        )
+        files = _shard_files(checked.output)
+        seconds = time.perf_counter() - started
+        return _result(request, src, checked.output, seconds, 0, None, files)
     score_files(
         src,  # resolved (and limited) once, here: Ray reads the same rows a local run would
         checked.output,
@@ -260,8 +353,10 @@ def _result(
     seconds: float,
     resumed: int,
     first: Mapping[str, Any] | None,
+    files: list[str] | None = None,
 ) -> ScoreResult:
-    """The counts of what was scored: read back from the output file, or from the one row."""
+    """The counts of what was scored: read back from the output file (or the output shards,
+    `files`), or from the one row."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -272,8 +367,8 @@ def _result(
             {c: pa.array([first[c]], schema.arrow_type(c)) for c in wanted if c in first}
         )
     else:
-        names = pq.read_schema(output).names
-        table = pq.read_table(output, columns=[c for c in wanted if c in names])
+        names = pq.read_schema((files or [output])[0]).names
+        table = pq.read_table(files or output, columns=[c for c in wanted if c in names])
     labels = table.column(schema.LABEL)
     evidence = None
     if schema.PROVENANCE_SYNTHETIC in table.column_names:
@@ -296,4 +391,15 @@ def _result(
         unreadable=table.num_rows - table.column(schema.ERROR).null_count,
         provenance=evidence,
         first=first,
+        shards=None if files is None else len(files),
     )
+
+
+def _shard_files(folder: str) -> list[str]:
+    """The output shards a sharded job wrote into `folder`, from its manifest."""
+    import json
+
+    from curate.runs import SHARDS_MANIFEST
+
+    with open(os.path.join(folder, SHARDS_MANIFEST), encoding="utf-8") as f:
+        return [os.path.join(folder, name) for name, _ in json.load(f)["shards"]]

@@ -137,6 +137,10 @@ class ConsoleProgress(Progress):
         if self._bar is not None:
             self._bar.advance(self._task, rows)
 
+    def shard_done(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=f"Scoring: shard {done}/{total}")
+
     def _stop(self) -> None:
         if self._status is not None:
             self._status.stop()

@@ -41,7 +41,8 @@ def _print_single(path: str, row: Mapping[str, Any]) -> None:
 
 
 def _print_summary(result: ScoreResult) -> None:
-    stdout.print(f"Scored {result.rows} images -> {result.output}")
+    shards = "" if result.shards is None else f" ({result.shards} shards)"
+    stdout.print(f"Scored {result.rows} images -> {result.output}{shards}")
     summary = Table()
     for name in ("rows", "Fake", "Real", "unreadable", "images/s"):
         summary.add_column(name, justify="right")
@@ -66,8 +67,9 @@ def score(
     source: Annotated[
         str,
         typer.Argument(
-            help="An image, a folder of images (recursive), Parquet file(s) or a glob, a "
-            "save_to_disk directory, or a Hub dataset name (with --split).",
+            help="An image, a folder of images (recursive), Parquet file(s) or a glob, "
+            "WebDataset tar shards ('shards/{00000..00499}.tar', a glob, or a folder of them), "
+            "a save_to_disk directory, or a Hub dataset name (with --split).",
             show_default=False,
         ),
     ],
@@ -76,9 +78,10 @@ def score(
         typer.Option(
             "-o",
             "--output",
-            help="Parquet file to write (images embedded). Optional for a single image, whose "
-            "probabilities are printed.",
-            dir_okay=False,
+            help="Parquet file to write (images embedded). For a source made of shards "
+            "(WebDataset, Parquet files), a folder instead (a name without extension): one "
+            "output shard per input shard, resumable per shard. Optional for a single image, "
+            "whose probabilities are printed.",
         ),
     ] = None,
     model: Annotated[
@@ -111,6 +114,15 @@ def score(
         typer.Option(
             help="The checkpoint's classes that mean synthetic, comma-separated (default: read "
             "from its labels by name).",
+            show_default=False,
+        ),
+    ] = None,
+    image_member: Annotated[
+        str | None,
+        typer.Option(
+            help="WebDataset shards: the image member's extension, or several in order of "
+            "preference ('png' or 'jpg,png'; default: jpg, jpeg, png, webp, bmp, gif, tif, "
+            "tiff).",
             show_default=False,
         ),
     ] = None,
@@ -209,6 +221,10 @@ def score(
 
     Resumable: finished chunks are kept in OUT.work/ beside the output; re-running the same
     command after a crash continues from there. The output appears only when complete.
+
+    Shards (-o FOLDER): one output shard per input shard and FOLDER/_manifest.json of the
+    shards done; a re-run skips them and resumes the one in progress, and several processes
+    given the same command share the shards.
     """
 
     request = ScoreRequest(
@@ -236,6 +252,7 @@ def score(
         combine=combine,
         head=head,
         synthetic_labels=synthetic_labels,
+        image_member=image_member,
     )
 
     def body() -> None:

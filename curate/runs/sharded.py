@@ -126,11 +126,9 @@ class ShardedScoringRun:
         scoring.pop(METADATA_PREFIX + "version", None)
         self.manifest: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
-            "source": {
-                "kind": source.kind,
-                "location": str(source.location),
-                "fingerprint": source.fingerprint,
-            },
+            # The shards' files decide the job, not how SOURCE named them (a pattern, a folder).
+            "source": {"kind": source.kind, "fingerprint": source.fingerprint},
+            "location": str(source.location),
             "image_column": source.image_column,
             "rows": None,
             "chunk_rows": chunk_rows,
@@ -174,7 +172,8 @@ class ShardedScoringRun:
                 )
             return {}, False
         differ = _manifest_differences(old, self.manifest)
-        if old.get("shards") != self.manifest["shards"] and not differ:
+        names = [n for n, _ in self.manifest["shards"]]
+        if [n for n, _ in old.get("shards", [])] != names and not differ:
             differ = ["shards"]
         if not differ and not old.get("complete"):
             return {str(k): int(v) for k, v in old.get("done", {}).items()}, True
