@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Union
 
@@ -20,7 +20,13 @@ import torch
 from curate import schema
 from curate.calibration import Calibration, fake_probability, resolve_calibration
 from curate.detectors import Detector, default_model, load_detector, resolve_device, resolve_dtype
-from curate.detectors.ensemble import Ensemble, check_combine, model_list
+from curate.detectors.ensemble import (
+    Ensemble,
+    check_combine,
+    member_revisions,
+    member_synthetic_labels,
+    model_list,
+)
 from curate.detectors.head import (
     LinearHead,
     attach_head,
@@ -107,7 +113,7 @@ class DeepfakeScorer:
             classifier; refused with a model it was not fitted on.
         synthetic_labels: the checkpoint's classes that mean synthetic (a list, or
             "a,b"); default: read from its labels by name. With an ensemble it applies to
-            every member.
+            every member, or give a dict {model: classes} for the members that need it.
 
     Called on a batch dict it returns only the new columns: `fake_prob`, `real_prob`
     (float32, summing to 1), `deepfake_label` ("Fake"/"Real") and `deepfake_error` (null, or
@@ -139,7 +145,7 @@ class DeepfakeScorer:
         provenance: bool | str | ProvenanceChecker | None = False,
         combine: str = "mean",
         head: str | os.PathLike | None = None,
-        synthetic_labels: Sequence[str] | str | None = None,
+        synthetic_labels: Sequence[str] | str | Mapping[str, Sequence[str] | str] | None = None,
     ) -> None:
         if batch_size != "auto" and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -155,14 +161,10 @@ class DeepfakeScorer:
             )
         members = model_list(model) or [default_model()]
         self.model = members[0] if len(members) == 1 else members
-        self.revision = _revisions(revision, members)
+        self.revision = member_revisions(revision, members)
         self.combine = check_combine(combine)
         self.head = _head_folder(head, members, self.revision)
-        self.synthetic_labels = (
-            synthetic_labels
-            if synthetic_labels is None or isinstance(synthetic_labels, str)
-            else list(synthetic_labels)
-        )
+        self.synthetic_labels = member_synthetic_labels(synthetic_labels, members)
         self.device = _setting(device)
         self.dtype = _setting(dtype)
         self.batch_size = batch_size
@@ -252,7 +254,11 @@ class DeepfakeScorer:
                 self.device,
                 self.dtype,
                 rank=rank,
-                synthetic_labels=self.synthetic_labels,
+                synthetic_labels=(
+                    self.synthetic_labels.get(model)
+                    if isinstance(self.synthetic_labels, dict)
+                    else self.synthetic_labels
+                ),
             )
             if self.head is not None:
                 head = LinearHead.load(self.head)
@@ -519,32 +525,6 @@ class DeepfakeScorer:
 
 def _members(detector: Loaded) -> tuple[Detector, ...]:
     return detector.members if isinstance(detector, Ensemble) else (detector,)
-
-
-def _revisions(
-    revision: str | Sequence[str | None] | None, members: list[str]
-) -> str | list[str | None] | None:
-    """One revision for one model; for an ensemble, None or one per member."""
-    if len(members) == 1:
-        if revision is None or isinstance(revision, str):
-            return revision
-        revs = list(revision)
-        if len(revs) != 1:
-            raise ValueError(f"one model but {len(revs)} revisions: give one revision")
-        return revs[0]
-    if revision is None:
-        return None
-    if isinstance(revision, str):
-        raise ValueError(
-            f"revision={revision!r} with an ensemble of {len(members)} models: give a list "
-            "with one revision (or None) per model, in the order of the models"
-        )
-    revs = list(revision)
-    if len(revs) != len(members):
-        raise ValueError(
-            f"{len(members)} models but {len(revs)} revisions: give one (or None) per model"
-        )
-    return revs
 
 
 def _head_folder(

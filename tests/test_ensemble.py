@@ -18,10 +18,12 @@ from datasets import Dataset, Features, Image, Value, load_dataset
 
 from curate import DeepfakeScorer
 from curate.calibration import Calibration, fake_probability
+from curate.detectors import ModelLoadError
 from curate.detectors.ensemble import COMBINE_MODES, combine_gaps
 from curate.testing import build_random_classifier
 
 F32 = dict(device="cpu", dtype="float32")
+_F32_CLI = ("--device", "cpu", "--dtype", "float32")
 CONTRACT = ("fake_prob", "real_prob", "deepfake_label", "deepfake_error")
 MEMBERS = "member_fake_probs"
 
@@ -124,7 +126,8 @@ def test_combine_keeps_precision_at_the_extremes():
     ("kwargs", "message"),
     [
         (dict(combine="median"), "combine must be one of mean, max, logit_mean, got 'median'"),
-        (dict(revision="main"), "give a list with one revision"),
+        (dict(revision="main"), "a revision pins one model; give a list"),
+        (dict(synthetic_labels={"elsewhere": "x"}), "names elsewhere, which is not one of"),
         (dict(revision=["main"]), "2 models but 1 revisions"),
         (dict(head="."), "head= adapts one model, not an ensemble"),
     ],
@@ -235,3 +238,31 @@ def test_fiftyone_scores_samples_with_the_ensemble(pair, photo_paths, broken_ima
         assert settings["curate.members"] == f'["{pair[0]}", "{pair[1]}"]'
     finally:
         dataset.delete()
+
+
+def test_synthetic_labels_per_member_and_on_the_command_line(
+    tiny_checkpoint, photo_paths, tmp_path, image_folder
+):
+    # Labels no synonym matches: only an explicit mapping makes this checkpoint a detector.
+    vit = build_random_classifier(
+        tmp_path / "vit", "vit", labels=("LABEL_0", "LABEL_1"), spread_on=photo_paths, seed=2
+    )
+    alone = _alone(vit, photo_paths, synthetic_labels="LABEL_0")["fake_prob"]
+    flipped = _alone(vit, photo_paths, synthetic_labels=["label_1"])["fake_prob"]
+    np.testing.assert_allclose(alone, 1 - np.array(flipped), atol=1e-6)
+    siglip = _alone(tiny_checkpoint, photo_paths)["fake_prob"]
+    both = DeepfakeScorer([tiny_checkpoint, vit], synthetic_labels={vit: "LABEL_0"}, **F32)
+    out = both.score_images(photo_paths)
+    np.testing.assert_allclose(out[MEMBERS], np.stack([siglip, alone], axis=1), atol=1e-6)
+    with pytest.raises(ModelLoadError, match="LABEL_0.*synthetic_labels"):
+        DeepfakeScorer(vit, **F32).load()
+
+    scored = tmp_path / "vit.parquet"
+    result = run_curate("score", image_folder, "-o", scored, "--model", vit,
+                        "--synthetic-labels", "LABEL_0", *_F32_CLI)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(scored)
+    assert table.schema.metadata[b"curate.synthetic_labels"] == b"LABEL_0"
+    got = {r["image"]["path"]: r["fake_prob"] for r in table.to_pylist()}
+    for path, p in zip(photo_paths, alone, strict=True):
+        assert got[path.rsplit("/", 1)[-1]] == pytest.approx(p, abs=1e-6)

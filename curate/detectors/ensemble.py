@@ -9,11 +9,14 @@ calibration acts on the combination as it would on one model:
   computed in log space so probabilities near 0 or 1 keep their precision;
 - `max`: the most suspicious member; `g = max g_i`;
 - `logit_mean`: the mean of the members' logit gaps, then sigmoid.
+
+The settings that name members (`model`, and per member `revision` and `synthetic_labels`)
+are checked here too, before anything loads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +49,49 @@ def model_list(model: str | Sequence[str] | None) -> list[str] | None:
         twice = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"an ensemble names {', '.join(twice)} twice: list each member once")
     return names
+
+
+def member_revisions(
+    revision: str | Sequence[str | None] | None, members: list[str]
+) -> str | list[str | None] | None:
+    """One revision for one model; for an ensemble, None or one per member."""
+    if len(members) == 1:
+        if revision is None or isinstance(revision, str):
+            return revision
+        revs = list(revision)
+        if len(revs) != 1:
+            raise ValueError(f"one model but {len(revs)} revisions: give one revision")
+        return revs[0]
+    if revision is None:
+        return None
+    if isinstance(revision, str):
+        raise ValueError(
+            f"revision={revision!r} with an ensemble of {len(members)} models: a revision pins "
+            "one model; give a list with one revision (or None) per model, in their order"
+        )
+    revs = list(revision)
+    if len(revs) != len(members):
+        raise ValueError(
+            f"{len(members)} models but {len(revs)} revisions: give one (or None) per model"
+        )
+    return revs
+
+
+def member_synthetic_labels(
+    value: Sequence[str] | str | Mapping[str, Sequence[str] | str] | None, members: list[str]
+) -> str | list[str] | dict[str, str | list[str]] | None:
+    """`synthetic_labels` as plain data: None, "a,b", a list, or {member: either of those}."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(members))
+        if unknown:
+            raise ValueError(
+                f"synthetic_labels names {', '.join(unknown)}, which is not one of the models "
+                f"({', '.join(members)})"
+            )
+        return {m: v if isinstance(v, str) else list(v) for m, v in value.items()}
+    return list(value)
 
 
 def combine_gaps(gaps: Sequence[np.ndarray], combine: str = "mean") -> np.ndarray:
