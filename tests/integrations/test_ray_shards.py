@@ -77,3 +77,25 @@ def test_ray_shards_are_the_local_shards(cluster, tmp_path, photo_paths, tiny_ch
     assert manifest["complete"] and manifest["done"]["00003.parquet"] == 0
     assert pq.read_table(out / "00001.parquet").column("deepfake_error").null_count == 3
     _same_shards(out, local)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_score_use_case_with_engine_ray(cluster, tmp_path, photo_paths, tiny_checkpoint):
+    """`curate score SHARDS -o FOLDER --engine ray`, as the app runs it (the CLI is a thin
+    layer over it): the Ray output shards, counted like a local run's."""
+    from curate.app.score import ScoreRequest, score
+
+    mixed_shards(tmp_path / "shards", photo_paths)
+    request = ScoreRequest(
+        source=str(tmp_path / "shards"),
+        output=tmp_path / "out",
+        model=tiny_checkpoint,
+        engine="ray",
+        **SETTINGS,
+    )
+    result = score(request)
+    assert result.shards == 3 and result.rows == 12 and result.unreadable == 3
+    assert result.fake + result.real == 9 and result.engine == "ray"
+    meta = pq.read_schema(tmp_path / "out" / "00002.parquet").metadata
+    assert meta[b"curate.engine"] == b"ray"
