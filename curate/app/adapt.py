@@ -26,7 +26,7 @@ from curate.app.options import RequestError, check_scoring_options
 from curate.app.progress import Progress
 
 if TYPE_CHECKING:
-    from curate.detectors.head import HeadFit
+    from curate.detectors.head import HeadFit, LinearHead
     from curate.scorer import DeepfakeScorer
     from curate.sources import Source
 
@@ -119,7 +119,7 @@ def adapt(request: AdaptRequest, progress: Progress | None = None) -> AdaptResul
     loads, `curate.evaluation.EvaluationError` (also a `ValueError`) for labels it cannot
     read, and `AdaptInterrupted` when interrupted (a re-run resumes)."""
     from curate.calibration import fake_probability
-    from curate.detectors.head import backbone_weights_sha256, fit_head
+    from curate.detectors.head import fit_head
 
     progress = progress or Progress()
     src, eval_src, label_map, batch_size, output = _check(request)
@@ -161,9 +161,7 @@ def adapt(request: AdaptRequest, progress: Progress | None = None) -> AdaptResul
         unreadable=data.unreadable,
         unlabelled=data.unlabelled,
     )
-    _head_of(fit, request, scorer, result, backbone_weights_sha256).save(
-        output, overwrite=request.overwrite
-    )
+    _head_of(fit, request, scorer, result).save(output, overwrite=request.overwrite)
     shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -440,10 +438,11 @@ def _figures(y: np.ndarray, p: np.ndarray) -> Figures:
 
 
 def _head_of(
-    fit: HeadFit, request: AdaptRequest, scorer: DeepfakeScorer, result: AdaptResult, digest_of
-):
+    fit: HeadFit, request: AdaptRequest, scorer: DeepfakeScorer, result: AdaptResult
+) -> LinearHead:
     """The fitted head with what it belongs to and how it did, ready to save."""
     from curate import __version__
+    from curate.detectors.head import backbone_weights_sha256
 
     def figures(f: Figures) -> dict[str, float | None]:
         return {"roc_auc": f.roc_auc, "average_precision": f.average_precision}
@@ -451,7 +450,7 @@ def _head_of(
     return fit.as_head(
         scorer.model,
         scorer.revision,
-        digest_of(scorer.model, scorer.revision),
+        backbone_weights_sha256(scorer.model, scorer.revision),
         train={
             "source": os.fspath(request.source),
             "label_column": request.label_column,

@@ -317,7 +317,10 @@ class HeadFit:
     folds: int
     cv_log_loss: float  # mean held-out fold log loss (class-balanced) at C
 
-    def as_head(self, backbone: str, revision: str | None, weights_sha256: str | None, **info):
+    def as_head(
+        self, backbone: str, revision: str | None, weights_sha256: str | None, **info: Any
+    ) -> LinearHead:
+        """This fit as a `LinearHead` of the backbone it was fitted on; `info` is recorded."""
         weight = np.stack([self.coef, np.zeros_like(self.coef)]).astype(np.float32)
         bias = np.array([self.intercept, 0.0], dtype=np.float32)
         fit = {"C": self.C, "cv_folds": self.folds, "cv_log_loss": self.cv_log_loss}
