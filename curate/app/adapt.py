@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from curate.app.options import RequestError, check_scoring_options
+from curate.app.options import RequestError, ScorerSettings, SourceSettings, check_label_map
 from curate.app.progress import Progress
 
 if TYPE_CHECKING:
@@ -35,8 +35,9 @@ _CHUNK = re.compile(r"chunk-(\d{8})\.npz")
 
 
 @dataclass(frozen=True)
-class AdaptRequest:
-    """What to adapt on and how (the options of `curate adapt`).
+class AdaptRequest(ScorerSettings, SourceSettings):
+    """What to adapt on and how (the options of `curate adapt`; the scorer's and the source's
+    are `ScorerSettings` and `SourceSettings`, keyword-only: one `model`, no `head`).
 
     `source` holds labelled images (as `curate eval` reads them: a `label_column`, or for a
     folder of images its `fake/` and `real/` subfolders); `output` is the head folder to
@@ -50,15 +51,6 @@ class AdaptRequest:
     eval_source: str | os.PathLike | None = None
     holdout: float = 0.25
     seed: int = 0
-    model: str | None = None
-    revision: str | None = None
-    synthetic_labels: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int | str = 16
-    image_column: str | None = None
-    split: str | None = None
-    limit: int | None = None
     chunk_rows: int = 256
     overwrite: bool = False
 
@@ -170,7 +162,6 @@ def _check(request: AdaptRequest):
     """Everything that can be wrong with the request, found before any model loads."""
     import importlib.util
 
-    from curate.evaluation.labels import parse_label_map
     from curate.sources import resolve_source
 
     if importlib.util.find_spec("sklearn") is None:
@@ -185,15 +176,14 @@ def _check(request: AdaptRequest):
         raise RequestError(f"-o/--output {output}: the folder {parent} does not exist")
     if not isinstance(request.model, (str, type(None))):
         raise RequestError("curate adapt fits a head for one model: pass a single --model")
+    if request.head is not None:
+        raise RequestError("curate adapt fits a head on the model's own embeddings: no --head")
     if request.eval_source is None and not 0.05 <= request.holdout <= 0.5:
         raise RequestError(f"--holdout must be between 0.05 and 0.5, got {request.holdout}")
     if request.chunk_rows < 1:
         raise RequestError(f"--chunk-rows must be at least 1, got {request.chunk_rows}")
-    try:
-        label_map = parse_label_map(request.label_map) if request.label_map else None
-    except ValueError as exc:
-        raise RequestError(f"--label-map: {exc}") from None
-    batch_size = check_scoring_options(request.device, request.dtype, request.batch_size)
+    label_map = check_label_map(request.label_map)
+    batch_size = request.check_scoring()
     common = dict(image_column=request.image_column, split=request.split)
     src = resolve_source(request.source, limit=request.limit, **common)
     eval_src = None
@@ -203,19 +193,8 @@ def _check(request: AdaptRequest):
 
 
 def _scorer(request: AdaptRequest, src: Source, batch_size: int | str) -> DeepfakeScorer:
-    from curate.scorer import DeepfakeScorer
-
     # with_logits: the base detector's figures come from its exact logit gap.
-    return DeepfakeScorer(
-        model=request.model,
-        revision=request.revision,
-        device=request.device,
-        dtype=request.dtype,
-        batch_size=batch_size,
-        image_column=src.image_column,
-        with_logits=True,
-        synthetic_labels=request.synthetic_labels,
-    )
+    return request.scorer(batch_size, src.image_column, with_logits=True)
 
 
 # -- embeddings, resumably ----------------------------------------------------------------------

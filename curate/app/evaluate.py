@@ -8,12 +8,13 @@ calibration that made the scores, and the report folder written.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from curate.app.options import RequestError, check_scoring_options
+from curate.app.options import RequestError, ScorerSettings, SourceSettings, check_label_map
 from curate.app.progress import Progress
 
 if TYPE_CHECKING:
@@ -27,17 +28,16 @@ REPORT_FILE = "report.json"  # its presence marks a folder that holds a report
 
 
 @dataclass(frozen=True)
-class EvalRequest:
-    """What to evaluate and how (the options of `curate eval`).
+class EvalRequest(ScorerSettings, SourceSettings):
+    """What to evaluate and how (the options of `curate eval`; the scorer's and the source's
+    are `ScorerSettings` and `SourceSettings`, keyword-only).
 
     `options` say what to measure and decide (targets, calibration fit, bootstrap...;
     default `EvalOptions()`). Scores already in the source are used as they are unless
-    `rescore`; otherwise the images are scored with `model` (and `calibration`, a saved
-    calibration JSON). `robustness` re-scores a stratified sample of `probe_limit` images
-    after each of `perturbations` (default `curate.evaluation.DEFAULT_PERTURBATIONS`).
-    Several `model`s score as an ensemble combined by `combine`; `head` is an adapted head
-    (`curate adapt`) for one model; `synthetic_labels` names the checkpoint's synthetic
-    classes."""
+    `rescore`; otherwise the images are scored with the scorer settings (and `calibration`, a
+    saved calibration JSON). `robustness` re-scores a stratified sample of `probe_limit`
+    images after each of `perturbations` (default `curate.evaluation.DEFAULT_PERTURBATIONS`),
+    with the scorer that made the scores (for stored scores: the settings the file records)."""
 
     source: str | os.PathLike
     out_dir: str | os.PathLike
@@ -50,17 +50,6 @@ class EvalRequest:
     robustness: bool = False
     perturbations: Sequence[str] | None = None
     probe_limit: int = 200
-    model: str | tuple[str, ...] | None = None
-    revision: str | None = None
-    combine: str = "mean"
-    head: str | os.PathLike | None = None
-    synthetic_labels: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int | str = 16
-    image_column: str | None = None
-    split: str | None = None
-    limit: int | None = None
     overwrite: bool = False
 
 
@@ -97,7 +86,7 @@ def evaluate(request: EvalRequest, progress: Progress | None = None) -> EvalResu
     progress = progress or Progress()
     checked = _check(request)
     src = checked.source
-    scorer = _scorer(request, checked, request.model, request.revision, checked.calibration)
+    scorer = _scorer(request, checked, checked.calibration)
     progress.start("Reading labels and scores", total=src.num_rows)
     sample = collect_labelled(
         src,
@@ -127,7 +116,6 @@ def _check(request: EvalRequest) -> _Checked:
     """Everything that can be wrong with the request, found before any model loads."""
     from curate.calibration import resolve_calibration
     from curate.evaluation.calibration import CALIBRATION_METHODS
-    from curate.evaluation.labels import parse_label_map
     from curate.evaluation.report import EvalOptions
     from curate.evaluation.robustness import DEFAULT_PERTURBATIONS, check_perturbations
     from curate.sources import resolve_source
@@ -143,17 +131,14 @@ def _check(request: EvalRequest) -> _Checked:
             f"--fit-calibration must be one of {', '.join(CALIBRATION_METHODS)}, "
             f"got {options.fit_calibration!r}"
         )
-    try:
-        label_map = parse_label_map(request.label_map) if request.label_map else None
-    except ValueError as exc:
-        raise RequestError(f"--label-map: {exc}") from None
+    label_map = check_label_map(request.label_map)
     perturbations = tuple(request.perturbations or DEFAULT_PERTURBATIONS)
     if request.robustness:
         check_perturbations(perturbations)
         if request.probe_limit < 2:
             raise RequestError(f"--probe-limit must be at least 2, got {request.probe_limit}")
     calibration = resolve_calibration(request.calibration)
-    batch_size = check_scoring_options(request.device, request.dtype, request.batch_size)
+    batch_size = request.check_scoring()
     src = resolve_source(
         request.source, image_column=request.image_column, split=request.split, limit=request.limit
     )
@@ -161,27 +146,14 @@ def _check(request: EvalRequest) -> _Checked:
 
 
 def _scorer(
-    request: EvalRequest,
-    checked: _Checked,
-    model: str | None,
-    revision: str | None,
-    calibration: Calibration | None,
+    settings: ScorerSettings, checked: _Checked, calibration: Calibration | None
 ) -> DeepfakeScorer:
     # with_logits: a calibration is fitted on exact logit gaps, not on float32 probabilities.
-    from curate.scorer import DeepfakeScorer
-
-    return DeepfakeScorer(
-        model=model,
-        revision=revision,
-        device=request.device,
-        dtype=request.dtype,
-        batch_size=checked.batch_size,
-        image_column=checked.source.image_column,
+    return settings.scorer(
+        checked.batch_size,
+        checked.source.image_column,
         calibration=calibration,
         with_logits=True,
-        combine=request.combine,
-        head=os.fspath(request.head) if request.head else None,
-        synthetic_labels=request.synthetic_labels,
     )
 
 
@@ -195,11 +167,13 @@ def _probe(
 ) -> list[dict]:
     """The robustness probe on a stratified sample, scored by what made the sample's scores."""
     from curate.evaluation.robustness import gather_images, probe_indices, robustness_probe
+    from curate.evaluation.stored import scoring_of
 
     idx = probe_indices(sample.y, request.probe_limit, checked.options.seed)
     images = gather_images(checked.source, sample.rows[idx])
     probe_scorer = _scorer_of(request, checked, sample, scorer)
     fitted = report.calibration.calibration if report.calibration else None
+    report.robustness_scored_by = scoring_of(probe_scorer).describe()
     progress.start(f"Robustness ({len(checked.perturbations)} variants)", total=len(idx))
     return robustness_probe(
         probe_scorer,
@@ -216,17 +190,25 @@ def _scorer_of(
     request: EvalRequest, checked: _Checked, sample: LabelledSample, scorer: DeepfakeScorer
 ) -> DeepfakeScorer:
     """A scorer that makes the sample's scores again: `scorer` when it made them; for stored
-    scores, the model (unless `request.model` names one), revision and calibration the file
+    scores, the model or ensemble (unless `request.model` names one), revision, combine, head,
+    synthetic labels, dtype (unless `request.dtype` names one) and calibration the file
     records, so the probe's unperturbed row matches the scores the threshold was chosen on."""
     if not sample.stored_scores:
         return scorer
-    if request.model is None and sample.model is not None:
-        model, revision = sample.model, sample.revision
-    else:
-        model, revision = scorer.model, scorer.revision
-    same = (model, revision, sample.calibration) == (
-        scorer.model,
-        scorer.revision,
-        scorer.calibration,
-    )
-    return scorer if same else _scorer(request, checked, model, revision, sample.calibration)
+    settings = request.scorer_settings()
+    recorded = sample.scoring
+    if request.model is None and recorded is not None and recorded.model is not None:
+        members = recorded.members
+        settings = dataclasses.replace(
+            settings,
+            model=tuple(members) if members else recorded.model,
+            revision=recorded.revision,
+            combine=recorded.combine or "mean",
+            head=recorded.head,
+            synthetic_labels=recorded.synthetic_labels,
+            # The recorded precision, unless --dtype asks for one: bf16 moves scores a little.
+            dtype=recorded.dtype if request.dtype == "auto" and recorded.dtype else request.dtype,
+        )
+    if settings == request.scorer_settings() and sample.calibration == scorer.calibration:
+        return scorer
+    return _scorer(settings, checked, sample.calibration)

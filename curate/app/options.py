@@ -1,11 +1,18 @@
-"""Checks shared by the use cases, run before any work starts: scoring options (device, dtype,
-batch size) and the Parquet files a job will write."""
+"""What the use cases share: the scorer settings and source options their requests extend
+(`ScorerSettings`, `SourceSettings`), and the checks run before any work starts (device, dtype,
+batch size, label map, the Parquet files a job will write)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from curate.sources import PARQUET_EXTENSIONS
+
+if TYPE_CHECKING:
+    from curate.scorer import DeepfakeScorer
 
 
 class RequestError(ValueError):
@@ -51,3 +58,70 @@ def check_parquet_output(path: str | os.PathLike, option: str = "-o/--output") -
         what = "is not a folder" if os.path.exists(folder) else "does not exist"
         raise RequestError(f"{option} {name}: the folder {folder} {what}; create it first")
     return name
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScorerSettings:
+    """The options that build a `DeepfakeScorer`, shared by the requests that score images
+    (`curate score`, `curate eval`, `curate adapt`). Several `model`s score as an ensemble
+    combined by `combine`; `head` is an adapted head (`curate adapt`) for one model;
+    `synthetic_labels` names the checkpoint's synthetic classes. Keyword-only, so a request
+    that extends it keeps its own positional fields first."""
+
+    model: str | tuple[str, ...] | None = None
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | str = 16
+    combine: str = "mean"
+    head: str | os.PathLike | None = None
+    synthetic_labels: str | None = None
+
+    def scorer_settings(self) -> ScorerSettings:
+        """These settings alone, without the request they came with."""
+        return ScorerSettings(**{f.name: getattr(self, f.name) for f in fields(ScorerSettings)})
+
+    def check_scoring(self) -> int | str:
+        """`check_scoring_options` of these settings: the batch size parsed."""
+        return check_scoring_options(self.device, self.dtype, self.batch_size)
+
+    def scorer_options(self, batch_size: int | str) -> dict[str, Any]:
+        """These settings as `DeepfakeScorer` keyword arguments (`batch_size` as checked)."""
+        return dict(
+            model=self.model,
+            revision=self.revision,
+            device=self.device,
+            dtype=self.dtype,
+            batch_size=batch_size,
+            combine=self.combine,
+            head=os.fspath(self.head) if self.head else None,
+            synthetic_labels=self.synthetic_labels,
+        )
+
+    def scorer(self, batch_size: int | str, image_column: str, **extra: Any) -> DeepfakeScorer:
+        """A scorer with these settings; `extra` are further `DeepfakeScorer` options."""
+        from curate.scorer import DeepfakeScorer
+
+        return DeepfakeScorer(**self.scorer_options(batch_size), image_column=image_column, **extra)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceSettings:
+    """How a source is read: its image column, split (of a DatasetDict or Hub dataset) and
+    how many of its rows (`limit`: the first N)."""
+
+    image_column: str | None = None
+    split: str | None = None
+    limit: int | None = None
+
+
+def check_label_map(
+    label_map: str | Mapping[str, str] | Iterable[str] | None,
+) -> dict[str, str] | None:
+    """`--label-map` parsed (`curate.evaluation.labels.parse_label_map`), or a RequestError."""
+    from curate.evaluation.labels import parse_label_map
+
+    try:
+        return parse_label_map(label_map) if label_map else None
+    except ValueError as exc:
+        raise RequestError(f"--label-map: {exc}") from None

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from curate import schema
-from curate.app.options import RequestError, check_parquet_output, check_scoring_options
+from curate.app.options import (
+    RequestError,
+    ScorerSettings,
+    SourceSettings,
+    check_parquet_output,
+)
 from curate.app.progress import Progress
 
 if TYPE_CHECKING:
@@ -27,25 +32,17 @@ SHARDED_KINDS = ("webdataset", "parquet")
 
 
 @dataclass(frozen=True)
-class ScoreRequest:
-    """What to score, where to write it, and how (the options of `curate score`).
+class ScoreRequest(ScorerSettings, SourceSettings):
+    """What to score, where to write it, and how (the options of `curate score`; the scorer's
+    and the source's are `ScorerSettings` and `SourceSettings`, keyword-only).
 
     `output` None scores a single image without writing a file (its scores are in the
     result's `first`). `engine="ray"`, or `num_gpus` above 1, runs on Ray Data: one model
-    copy per GPU, on a local cluster or the one at `address`. Several `model`s score as an
-    ensemble combined by `combine`; `head` is an adapted head (`curate adapt`) for one model."""
+    copy per GPU, on a local cluster or the one at `address`."""
 
     source: str | os.PathLike
     output: str | os.PathLike | None = None
-    model: str | tuple[str, ...] | None = None
-    revision: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int | str = 16
-    image_column: str | None = None
-    split: str | None = None
     config: str | None = None
-    limit: int | None = None
     overwrite: bool = False
     draft: bool = False
     calibration: str | os.PathLike | None = None
@@ -56,9 +53,6 @@ class ScoreRequest:
     engine: str = "local"
     address: str | None = None
     num_gpus: int | None = None
-    combine: str = "mean"
-    head: str | os.PathLike | None = None
-    synthetic_labels: str | None = None
     image_member: str | None = None  # WebDataset shards: the image member's extension(s)
 
     @property
@@ -136,7 +130,7 @@ def _check(request: ScoreRequest) -> _Checked:
     output = None
     if request.output is not None and not folder:
         output = check_parquet_output(request.output)
-    batch_size = check_scoring_options(request.device, request.dtype, request.batch_size)
+    batch_size = request.check_scoring()
     source = os.fspath(request.source)
     src = resolve_source(
         source,
@@ -203,29 +197,21 @@ def _check_ray(request: ScoreRequest, src: Source, folder: bool = False) -> None
             )
 
 
+def _scorer_options(request: ScoreRequest, checked: _Checked) -> dict[str, Any]:
+    """The `DeepfakeScorer` options of a request, as the local and the Ray engines take them."""
+    return dict(
+        **request.scorer_options(checked.batch_size),
+        draft=request.draft,
+        calibration=os.fspath(request.calibration) if request.calibration else None,
+        provenance=checked.provenance,
+    )
+
+
 def _scorer(request: ScoreRequest, checked: _Checked):
     from curate.scorer import DeepfakeScorer
 
     return DeepfakeScorer(
-        model=request.model,
-        revision=request.revision,
-        device=request.device,
-        dtype=request.dtype,
-        batch_size=checked.batch_size,
-        image_column=checked.source.image_column,
-        draft=request.draft,
-        calibration=os.fspath(request.calibration) if request.calibration else None,
-        provenance=checked.provenance,
-        **_detector_options(request),
-    )
-
-
-def _detector_options(request: ScoreRequest) -> dict:
-    """The options that choose the detector beyond `model` (ensemble, head, labels)."""
-    return dict(
-        combine=request.combine,
-        head=os.fspath(request.head) if request.head else None,
-        synthetic_labels=request.synthetic_labels,
+        image_column=checked.source.image_column, **_scorer_options(request, checked)
     )
 
 
@@ -297,44 +283,20 @@ def _score_on_ray(request: ScoreRequest, checked: _Checked, progress: Progress) 
     src = checked.source
     progress.wait(f"Scoring with Ray ({request.address or 'local cluster'})")
     started = time.perf_counter()
-    if checked.folder:
-        score_shards(
-            src,
-            checked.output,
-            address=request.address,
-            num_gpus=1 if request.num_gpus else None,
-            concurrency=request.num_gpus,
-            overwrite=request.overwrite,
-            model=request.model,
-            revision=request.revision,
-            device=request.device,
-            dtype=request.dtype,
-            batch_size=checked.batch_size,
-            draft=request.draft,
-            calibration=os.fspath(request.calibration) if request.calibration else None,
-            provenance=checked.provenance,
-            **_detector_options(request),
-        )
-        files = _shard_files(checked.output)
-        seconds = time.perf_counter() - started
-        return _result(request, src, checked.output, seconds, 0, None, files)
-    score_files(
-        src,  # resolved (and limited) once, here: Ray reads the same rows a local run would
-        checked.output,
+    # Ray reads the source resolved (and limited) once, here: the rows a local run would.
+    engine = dict(
         address=request.address,
         num_gpus=1 if request.num_gpus else None,
         concurrency=request.num_gpus,
         overwrite=request.overwrite,
-        model=request.model,
-        revision=request.revision,
-        device=request.device,
-        dtype=request.dtype,
-        batch_size=checked.batch_size,
-        draft=request.draft,
-        calibration=os.fspath(request.calibration) if request.calibration else None,
-        provenance=checked.provenance,
-        **_detector_options(request),
+        **_scorer_options(request, checked),
     )
+    if checked.folder:
+        score_shards(src, checked.output, **engine)
+        files = _shard_files(checked.output)
+        seconds = time.perf_counter() - started
+        return _result(request, src, checked.output, seconds, 0, None, files)
+    score_files(src, checked.output, **engine)
     return _result(request, src, checked.output, time.perf_counter() - started, 0, None)
 
 
