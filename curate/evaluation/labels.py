@@ -19,7 +19,7 @@ from curate import schema
 from curate.calibration import Calibration
 from curate.evaluation.base import EvaluationError
 from curate.evaluation.calibration import gap_from_prob
-from curate.evaluation.stored import StoredScoring, read_stored_scoring
+from curate.evaluation.stored import StoredScoring, read_stored_scoring, scoring_of
 
 if TYPE_CHECKING:
     from curate.scorer import DeepfakeScorer
@@ -128,6 +128,8 @@ class LabelledSample:
     calibration: Calibration | None = None  # the calibration the scores were made with
     revision: str | None = None  # the model revision, when recorded
     stored_scores: bool = False  # True: read from the source as stored, not scored here
+    scoring: StoredScoring | None = None  # all that made the scores (ensemble, head, labels)
+    member_p: np.ndarray | None = None  # an ensemble's per-member fake_prob, one column each
 
     def __len__(self) -> int:
         return len(self.y)
@@ -181,6 +183,7 @@ def collect_labelled(
     names: list[str | None] = []
     groups: list[str | None] = []
     errors: list[dict[str, Any]] = []
+    members: list[Any] = []  # each kept row's `member_fake_probs` (None where absent)
     n_rows = n_unlabelled = 0
     from_logits = stored_scores = True
     scoring: StoredScoring | None = None  # set by the first batch: stored or scored here
@@ -200,10 +203,12 @@ def collect_labelled(
             fp = batch[schema.FAKE_PROB]
             err = batch.get(schema.ERROR, [None] * k)
             logits = [batch.get(c) for c in schema.LOGIT_COLUMNS]
+            member_probs = batch.get(schema.MEMBER_PROBS)
         else:
             out = scorer.score_images(images)
             fp, err = out[schema.FAKE_PROB], out[schema.ERROR]
             logits = [out.get(c) for c in schema.LOGIT_COLUMNS]
+            member_probs = out.get(schema.MEMBER_PROBS)
         if all(c is not None for c in logits):
             g = [None if a is None or b is None else a - b for a, b in zip(*logits, strict=True)]
         else:
@@ -229,6 +234,7 @@ def collect_labelled(
             rows.append(row)
             names.append(name)
             groups.append(None if grp[i] is None else str(grp[i]))
+            members.append(None if member_probs is None else member_probs[i])
         n_rows += k
         if progress is not None:
             progress(k)
@@ -249,7 +255,18 @@ def collect_labelled(
         calibration=scoring.calibration,
         revision=scoring.revision,
         stored_scores=stored_scores,
+        scoring=scoring,
+        member_p=_member_matrix(members),
     )
+
+
+def _member_matrix(members: list[Any]) -> np.ndarray | None:
+    """Rows x members of per-member fake_prob, if every kept row has them all."""
+    if not members or any(m is None or any(_missing(v) for v in m) for m in members):
+        return None
+    if len({len(m) for m in members}) != 1:
+        return None
+    return np.asarray(members, dtype=np.float64)
 
 
 def _batch_labels(
@@ -282,11 +299,7 @@ def _scoring(source: Source, scorer: DeepfakeScorer | None, stored: bool) -> Sto
             f"the source has no {schema.FAKE_PROB!r} column to read scores from (or rescoring "
             "was asked): pass a scorer to score its images"
         )
-    return _scored_by(scorer)
-
-
-def _scored_by(scorer: DeepfakeScorer) -> StoredScoring:
-    return StoredScoring(scorer.model, scorer.revision, scorer.calibration)
+    return scoring_of(scorer)
 
 
 def _class_label_names(source: Source, column: str) -> list[str] | None:

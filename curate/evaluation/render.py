@@ -43,6 +43,17 @@ def _headline(report: EvalReport) -> str:
     )
 
 
+def _member_rows(report: EvalReport) -> list[list[str]]:
+    """The ensemble and each of its members alone: model, ROC-AUC, AP (none for one model)."""
+    if not report.members:
+        return []
+    m = report.metrics
+    rows = [[f"ensemble ({report.combine or 'mean'})", _f(m.roc_auc), _f(m.average_precision)]]
+    for r in report.members:
+        rows.append([r["model"], _f(r["roc_auc"]), _f(r["average_precision"])])
+    return rows
+
+
 def _threshold_rows(report: EvalReport) -> list[list[str]]:
     rows = []
     for c in report.thresholds:
@@ -117,6 +128,11 @@ def console_summary(report: EvalReport) -> str:
         "",
         _headline(report),
     ]
+    if report.members:
+        out.append("Ensemble members alone (same rows):")
+        rows = _member_rows(report)
+        width = max(len(r[0]) for r in rows)
+        out += [f"  {r[0].ljust(width)}  ROC-AUC {r[1]}  AP {r[2]}" for r in rows]
     if report.calibration:
         f = report.calibration
         out.append(
@@ -153,7 +169,7 @@ def render_markdown(report: EvalReport, calibration_file: str | None = None) -> 
         "# Detector evaluation",
         "",
         f"- source: `{report.source}`",
-        f"- model: `{report.model}`",
+        f"- model: `{report.scored_by or report.model}`",
         f"- images: {c['rows']} rows, {c['labelled']} labelled and scored "
         f"({c['fake']} Fake, {c['real']} Real), {c['unscored']} unscored, "
         f"{c['unlabelled']} without a label",
@@ -196,6 +212,15 @@ def render_markdown(report: EvalReport, calibration_file: str | None = None) -> 
             [label, _f(getattr(m, key)), "" if ci is None else f"{ci[0]:.4f} - {ci[1]:.4f}"]
         )
     lines += [_md_table(["figure", "value", conf], rows), ""]
+    if report.members:
+        lines += [
+            "## Ensemble members",
+            "",
+            "Each member's own score (before combining and calibration) on the same rows:",
+            "",
+            _md_table(["scorer", "ROC-AUC", "average precision"], _member_rows(report)),
+            "",
+        ]
     if report.calibration:
         f = report.calibration
         cal = f.calibration
@@ -272,6 +297,11 @@ def render_markdown(report: EvalReport, calibration_file: str | None = None) -> 
         lines += [
             f"## Robustness (threshold {_thr(report.chosen.threshold)})",
             "",
+            *(
+                [f"Scored with `{report.robustness_scored_by}`.", ""]
+                if report.robustness_scored_by
+                else []
+            ),
             _md_table(
                 [
                     "perturbation",

@@ -27,6 +27,7 @@ from curate.evaluation.metrics import (
     group_breakdown,
     threshold_ci,
 )
+from curate.evaluation.stored import StoredScoring
 from curate.evaluation.thresholds import (
     ReviewBand,
     ThresholdChoice,
@@ -65,7 +66,7 @@ class EvalReport:
     """Everything an evaluation found; `to_dict` is report.json."""
 
     source: str
-    model: str | None  # the model the evaluated scores were made with
+    model: str | list[str] | None  # the model (an ensemble: its members) that made the scores
     options: EvalOptions
     counts: dict[str, int]
     metrics: Metrics
@@ -81,6 +82,12 @@ class EvalReport:
     robustness: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    scored_by: str | None = None  # the model in words: an ensemble and its combine, a head
+    combine: str | None = None  # an ensemble's
+    head: str | None = None  # an adapted head's folder
+    # An ensemble's members measured alone on the same rows: model, roc_auc, average_precision.
+    members: list[dict[str, Any]] = field(default_factory=list)
+    robustness_scored_by: str | None = None  # what scored the robustness probe, in words
 
     @property
     def calibrated(self) -> bool:
@@ -178,9 +185,14 @@ def evaluate_sample(sample: LabelledSample, options: EvalOptions | None = None) 
         band = review_band(y, p_use, chosen.threshold, o.review_budget, **common)
         if band.low == band.high:
             notes.append("the review budget is too small to hold even one group of tied scores")
+    scoring = sample.scoring or StoredScoring(sample.model, sample.revision, sample.calibration)
     return EvalReport(
         source="",
         model=sample.model,
+        scored_by=scoring.describe(),
+        combine=scoring.combine,
+        head=scoring.head,
+        members=member_figures(sample, scoring),
         options=o,
         counts={
             "rows": sample.n_rows,
@@ -204,6 +216,26 @@ def evaluate_sample(sample: LabelledSample, options: EvalOptions | None = None) 
         scored_with=sample.calibration,
         notes=notes,
     )
+
+
+def member_figures(sample: LabelledSample, scoring: StoredScoring) -> list[dict[str, Any]]:
+    """Each ensemble member's ROC-AUC and AP on the sample's rows, from the scores'
+    `member_fake_probs` (none without them). Members are named as the scores record them."""
+    if sample.member_p is None:
+        return []
+    k = sample.member_p.shape[1]
+    names = scoring.members if scoring.members and len(scoring.members) == k else None
+    out = []
+    for j in range(k):
+        m = compute_metrics(sample.y, sample.member_p[:, j])
+        out.append(
+            {
+                "model": names[j] if names else f"member {j + 1}",
+                "roc_auc": m.roc_auc,
+                "average_precision": m.average_precision,
+            }
+        )
+    return out
 
 
 def hardest_mistakes(
