@@ -262,11 +262,12 @@ def test_form_validation_gives_clear_messages(dataset, tiny_checkpoint, tmp_path
     msg = _error(lambda: run(DETECT, model=tiny_checkpoint, prob_field="taken"))
     assert "'taken' already exists as StringField, not FloatField" in msg
     msg = _error(lambda: run(DETECT, model=str(tmp_path / "nowhere")))
-    assert "does not exist" in msg
+    assert f"There is no folder {tmp_path / 'nowhere'} on the server" in msg
     empty = tmp_path / "empty_model"
     empty.mkdir()
     msg = _error(lambda: run(DETECT, model=str(empty)))
-    assert "Could not load" in msg and str(empty) in msg
+    assert f"The folder {empty} is not a model checkpoint" in msg
+    assert "huggingface.co" not in msg
     msg = _error(lambda: run(DETECT, model=tiny_checkpoint, calibration=str(tmp_path / "c.json")))
     assert "cannot read calibration file" in msg
     msg = _error(lambda: run(DETECT, model=tiny_checkpoint, batch_size=0))
@@ -807,13 +808,23 @@ def test_export_failures_are_one_line_never_a_traceback(scored, tmp_path):
 
 
 def test_a_write_that_fails_is_one_line_and_leaves_nothing(scored, tmp_path):
-    """A legal file name too long for the temporary file beside it: every check passes and
-    the write itself fails."""
-    out = tmp_path / ("x" * 242 + ".parquet")  # 250 characters; the temp name is longer
+    """Every check passes and the write itself fails: a file-size limit (RLIMIT_FSIZE, as a
+    full disk or a quota would) stops it part-way."""
+    import resource
+    import signal
+
+    out = tmp_path / "export.parquet"
     assert cfo.path_problem(out) is None
-    with pytest.raises(cfo.ExportPathError) as info:
-        foo.get_operator(EXPORT)(scored, str(out), only_kept=False)
-    assert str(info.value) == f"cannot write {out}: File name too long"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(cfo.ExportPathError) as info:
+            foo.get_operator(EXPORT)(scored, str(out), only_kept=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert str(info.value) == f"cannot write {out}: File too large"
     assert list(tmp_path.iterdir()) == []
 
 
