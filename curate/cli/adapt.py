@@ -12,7 +12,24 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from curate.cli.common import ConsoleProgress, guarded, stderr, stdout
+from curate.cli.common import (
+    BatchSizeOption,
+    ChunkRowsOption,
+    ConsoleProgress,
+    DeviceOption,
+    DtypeOption,
+    ImageColumnOption,
+    LabelColumnOption,
+    LabelMapOption,
+    LimitOption,
+    RevisionOption,
+    SplitOption,
+    SyntheticLabelsOption,
+    guarded,
+    overwrite_flag,
+    stderr,
+    stdout,
+)
 
 
 def _fmt(value: float | None) -> str:
@@ -32,19 +49,8 @@ def adapt_(
         Path,
         typer.Option("-o", "--output", help="Folder to write the head to (it must not exist)."),
     ],
-    label_column: Annotated[
-        str,
-        typer.Option(
-            help="Ground-truth column; for a folder of images, each image's top-level folder."
-        ),
-    ] = "label",
-    label_map: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="VALUE=Fake|Real pairs, comma-separated or repeated (needed for numeric labels).",
-            show_default=False,
-        ),
-    ] = None,
+    label_column: LabelColumnOption = "label",
+    label_map: LabelMapOption = None,
     eval_source: Annotated[
         str | None,
         typer.Option(
@@ -67,42 +73,16 @@ def adapt_(
             show_default=False,
         ),
     ] = None,
-    revision: Annotated[str | None, typer.Option(help="Model revision to pin.")] = None,
-    synthetic_labels: Annotated[
-        str | None,
-        typer.Option(
-            help="The checkpoint's classes that mean synthetic, comma-separated (default: read "
-            "from its labels by name).",
-            show_default=False,
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
-    batch_size: Annotated[
-        str,
-        typer.Option(
-            help="Images per forward pass, or 'auto' (sized to the GPU's free memory; 8 on CPU)."
-        ),
-    ] = "16",
-    image_column: Annotated[
-        str | None, typer.Option(help="Image column of a Parquet/datasets source.")
-    ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="Split of a DatasetDict or Hub dataset.")
-    ] = None,
-    limit: Annotated[
-        int | None,
-        typer.Option(min=1, help="Use only the first N rows of SOURCE.", show_default=False),
-    ] = None,
-    chunk_rows: Annotated[
-        int,
-        typer.Option(
-            min=1, help="Rows per finished chunk in OUTPUT.work/ (what a crash can lose)."
-        ),
-    ] = 256,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing head folder.")
-    ] = False,
+    revision: RevisionOption = None,
+    synthetic_labels: SyntheticLabelsOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    batch_size: BatchSizeOption = "16",
+    image_column: ImageColumnOption = None,
+    split: SplitOption = None,
+    limit: LimitOption = None,
+    chunk_rows: ChunkRowsOption = 256,
+    overwrite: Annotated[bool, overwrite_flag("an existing head folder")] = False,
 ) -> None:
     """Adapt the detector to your own data: fit a linear head on its image embeddings.
 

@@ -1,4 +1,5 @@
-"""What every `curate` command shares: one-line errors with exit codes, progress bars, consoles.
+"""What every `curate` command shares: the options several commands take (each defined once,
+as an `Annotated` type), one-line errors with exit codes, progress bars, consoles.
 
 Progress bars and errors go to stderr, results (tables) to stdout. Errors are one line:
 exit code 2 for bad arguments or unusable inputs, 1 for failures while running (a model that
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,6 +30,132 @@ from curate.app.progress import Progress
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
+
+# -- options shared by commands (defaults stay with each command) -------------------------------
+# The scorer: `curate score`, `curate eval`, `curate adapt` (which takes one --model, its own).
+ModelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="Hub id or local directory of the detector (default: $CURATE_MODEL, else "
+        "prithivMLmods/open-deepfake-detection). Repeat it to score with an ensemble.",
+        show_default=False,
+    ),
+]
+RevisionOption = Annotated[str | None, typer.Option("--revision", help="Model revision to pin.")]
+CombineOption = Annotated[
+    str,
+    typer.Option(
+        "--combine",
+        help="How an ensemble (several --model) combines its members: mean (of their "
+        "probabilities), max, or logit_mean (mean logit gap, then sigmoid).",
+    ),
+]
+HeadOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--head",
+        help="Folder of an adapted head (made by `curate adapt` for this --model) to score "
+        "with instead of the model's own classifier.",
+        file_okay=False,
+        show_default=False,
+    ),
+]
+SyntheticLabelsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--synthetic-labels",
+        help="The checkpoint's classes that mean synthetic, comma-separated (default: read "
+        "from its labels by name).",
+        show_default=False,
+    ),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+DtypeOption = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        help="auto (bf16 on GPU and on CPUs with native bf16, else fp32), float32, bfloat16, "
+        "float16.",
+    ),
+]
+BatchSizeOption = Annotated[
+    str,
+    typer.Option(
+        "--batch-size",
+        help="Images per forward pass, or 'auto' (sized to the GPU's free memory; 8 on CPU).",
+    ),
+]
+ChunkRowsOption = Annotated[
+    int,
+    typer.Option(
+        "--chunk-rows",
+        min=1,
+        help="Rows per finished chunk in OUTPUT.work/ beside the output (what a crash can lose).",
+    ),
+]
+# The source: `curate score`, `curate eval`, `curate adapt`.
+ImageColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--image-column",
+        help="Image column of a Parquet/datasets source (default: 'image', or the only image "
+        "column).",
+        show_default=False,
+    ),
+]
+SplitOption = Annotated[
+    str | None, typer.Option("--split", help="Split of a DatasetDict or Hub dataset.")
+]
+LimitOption = Annotated[
+    int | None,
+    typer.Option("--limit", min=1, help="Use only the first N rows of SOURCE.", show_default=False),
+]
+# Labelled sources: `curate eval`, `curate adapt`.
+LabelColumnOption = Annotated[
+    str,
+    typer.Option(
+        "--label-column",
+        help="Ground-truth column; for a folder of images, each image's top-level folder.",
+    ),
+]
+LabelMapOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label-map",
+        help="VALUE=Fake|Real pairs, comma-separated or repeated (needed for numeric labels; "
+        "names like fake/real/synthetic are understood without).",
+        show_default=False,
+    ),
+]
+# Reports: `curate eval`, `curate report`.
+OutDirOption = Annotated[
+    Path, typer.Option("--out-dir", help="Folder to write the report and its plots to.")
+]
+# Decisions: `curate filter`, `curate report`.
+ReviewBandOption = Annotated[
+    tuple[float, float] | None,
+    typer.Option(
+        "--review-band",
+        help="LO HI: rows with LO <= fake_prob < HI go to review (LO <= threshold <= HI).",
+        show_default=False,
+    ),
+]
+
+
+def overwrite_flag(replaces: str) -> typer.models.OptionInfo:
+    """`--overwrite`, saying what it replaces ("an existing output file")."""
+    return typer.Option("--overwrite", help=f"Replace {replaces}.")
+
+
+def model_ids(model: list[str] | None) -> tuple[str, ...] | None:
+    """Repeated --model as a request takes it: None for the default model."""
+    return tuple(model) if model else None
+
+
+def review_band(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    """--review-band as a request takes it: None when not given."""
+    return tuple(value) if value and None not in value else None
 
 
 class UsageError(Exception):

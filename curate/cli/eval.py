@@ -13,7 +13,27 @@ from typing import Annotated
 import typer
 
 from curate import schema
-from curate.cli.common import ConsoleProgress, guarded, stdout
+from curate.cli.common import (
+    BatchSizeOption,
+    CombineOption,
+    ConsoleProgress,
+    DeviceOption,
+    DtypeOption,
+    HeadOption,
+    ImageColumnOption,
+    LabelColumnOption,
+    LabelMapOption,
+    LimitOption,
+    ModelOption,
+    OutDirOption,
+    RevisionOption,
+    SplitOption,
+    SyntheticLabelsOption,
+    guarded,
+    model_ids,
+    overwrite_flag,
+    stdout,
+)
 
 
 class Calibrate(str, Enum):
@@ -31,23 +51,9 @@ def eval_(
             show_default=False,
         ),
     ],
-    out_dir: Annotated[
-        Path, typer.Option("--out-dir", help="Folder for the report, plots and calibration.")
-    ],
-    label_column: Annotated[
-        str,
-        typer.Option(
-            help="Ground-truth column; for a folder of images, each image's top-level folder."
-        ),
-    ] = "label",
-    label_map: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="VALUE=Fake|Real pairs, comma-separated or repeated (needed for numeric "
-            "labels; names like fake/real/synthetic are understood without).",
-            show_default=False,
-        ),
-    ] = None,
+    out_dir: OutDirOption,
+    label_column: LabelColumnOption = "label",
+    label_map: LabelMapOption = None,
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Cut for the card-style table.")
     ] = schema.LABEL_THRESHOLD,
@@ -142,52 +148,18 @@ def eval_(
     rescore: Annotated[
         bool, typer.Option("--rescore", help="Score again even if the source has fake_prob.")
     ] = False,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Hub id or local directory of the detector; repeat it for an ensemble.",
-            show_default=False,
-        ),
-    ] = None,
-    revision: Annotated[str | None, typer.Option(help="Model revision to pin.")] = None,
-    combine: Annotated[
-        str, typer.Option(help="How an ensemble combines: mean, max or logit_mean.")
-    ] = "mean",
-    head: Annotated[
-        Path | None,
-        typer.Option(
-            help="Adapted head folder (`curate adapt`) to score with.",
-            file_okay=False,
-            show_default=False,
-        ),
-    ] = None,
-    synthetic_labels: Annotated[
-        str | None,
-        typer.Option(
-            help="The checkpoint's classes that mean synthetic, comma-separated.",
-            show_default=False,
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
-    batch_size: Annotated[
-        str,
-        typer.Option(
-            help="Images per forward pass, or 'auto' (sized to the GPU's free memory; 8 on CPU)."
-        ),
-    ] = "16",
-    image_column: Annotated[
-        str | None, typer.Option(help="Image column of a Parquet/datasets source.")
-    ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="Split of a DatasetDict or Hub dataset.")
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="Use only the first N rows.", show_default=False)
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a report already in OUT_DIR.")
-    ] = False,
+    model: ModelOption = None,
+    revision: RevisionOption = None,
+    combine: CombineOption = "mean",
+    head: HeadOption = None,
+    synthetic_labels: SyntheticLabelsOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    batch_size: BatchSizeOption = "16",
+    image_column: ImageColumnOption = None,
+    split: SplitOption = None,
+    limit: LimitOption = None,
+    overwrite: Annotated[bool, overwrite_flag("a report already in OUT_DIR")] = False,
 ) -> None:
     """Measure the detector on your own labelled sample and choose a threshold from evidence.
 
@@ -229,7 +201,7 @@ def eval_(
             robustness=robustness,
             perturbations=perturb,
             probe_limit=probe_limit,
-            model=tuple(model) if model else None,
+            model=model_ids(model),
             revision=revision,
             combine=combine,
             head=head,

@@ -16,7 +16,8 @@ from rich.table import Table
 
 from curate import schema
 from curate.app.filter import FilteredParquet, FilterRequest, filter_scored
-from curate.cli.common import ConsoleProgress, guarded, stdout
+from curate.cli.common import ConsoleProgress, ReviewBandOption, guarded, overwrite_flag, stdout
+from curate.cli.common import review_band as band_of
 
 
 class Format(str, Enum):
@@ -56,13 +57,7 @@ def filter_(
             "counted)."
         ),
     ] = None,
-    review_band: Annotated[
-        tuple[float, float] | None,
-        typer.Option(
-            help="LO HI: rows with LO <= fake_prob < HI go to review (LO <= threshold <= HI).",
-            show_default=False,
-        ),
-    ] = None,
+    review_band: ReviewBandOption = None,
     review: Annotated[
         Path | None,
         typer.Option(
@@ -80,9 +75,7 @@ def filter_(
             show_default=False,
         ),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing output files.")
-    ] = False,
+    overwrite: Annotated[bool, overwrite_flag("existing output files")] = False,
     remove_strong_evidence: Annotated[
         bool,
         typer.Option(
@@ -119,12 +112,11 @@ def filter_(
     the original samples, every member byte-identical.
     """
 
-    band = tuple(review_band) if review_band and None not in review_band else None
     request = FilterRequest(
         scored=scored,
         output=output,
         threshold=threshold,
-        review_band=band,
+        review_band=band_of(review_band),
         unscored=unscored.value,
         removed=removed,
         review=review,

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from curate.cli.common import ConsoleProgress, UsageError, guarded, stdout
+from curate.cli.common import (
+    ConsoleProgress,
+    OutDirOption,
+    ReviewBandOption,
+    UsageError,
+    guarded,
+    overwrite_flag,
+    stdout,
+)
+from curate.cli.common import review_band as band_of
 
 if TYPE_CHECKING:
     from curate.evaluation.scores import ScoreReport
@@ -22,7 +31,7 @@ def report_(
     scored: Annotated[
         str, typer.Argument(help="Scored Parquet file (from `curate score`), or a glob of them.")
     ],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for the report and plot.")],
+    out_dir: OutDirOption,
     thresholds: Annotated[
         str | None,
         typer.Option(
@@ -37,10 +46,7 @@ def report_(
             min=0.0, max=1.0, help="A decision to count (as `curate filter`).", show_default=False
         ),
     ] = None,
-    review_band: Annotated[
-        tuple[float, float] | None,
-        typer.Option(help="LO HI review band of that decision.", show_default=False),
-    ] = None,
+    review_band: ReviewBandOption = None,
     from_eval: Annotated[
         Path | None,
         typer.Option(
@@ -49,9 +55,7 @@ def report_(
             dir_okay=False,
         ),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a report already in OUT_DIR.")
-    ] = False,
+    overwrite: Annotated[bool, overwrite_flag("a report already in OUT_DIR")] = False,
 ) -> None:
     """Histogram of fake_prob and counts at candidate thresholds for scored, unlabelled data."""
 
@@ -63,7 +67,7 @@ def report_(
             out_dir=out_dir,
             thresholds=None if thresholds is None else _numbers(thresholds),
             threshold=threshold,
-            review_band=tuple(review_band) if review_band and None not in review_band else None,
+            review_band=band_of(review_band),
             from_eval=from_eval,
             overwrite=overwrite,
         )

@@ -17,7 +17,27 @@ from rich.text import Text
 from curate import schema
 from curate.app.score import ScoreInterrupted, ScoreRequest, ScoreResult
 from curate.app.score import score as score_use_case
-from curate.cli.common import ConsoleProgress, fail, guarded, stderr, stdout
+from curate.cli.common import (
+    BatchSizeOption,
+    ChunkRowsOption,
+    CombineOption,
+    ConsoleProgress,
+    DeviceOption,
+    DtypeOption,
+    HeadOption,
+    ImageColumnOption,
+    LimitOption,
+    ModelOption,
+    RevisionOption,
+    SplitOption,
+    SyntheticLabelsOption,
+    fail,
+    guarded,
+    model_ids,
+    overwrite_flag,
+    stderr,
+    stdout,
+)
 
 
 def _fmt(p: float | None) -> str:
@@ -84,39 +104,11 @@ def score(
             "whose probabilities are printed.",
         ),
     ] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Hub id or local directory of the detector (default: $CURATE_MODEL, else "
-            "prithivMLmods/open-deepfake-detection). Repeat it to score with an ensemble.",
-            show_default=False,
-        ),
-    ] = None,
-    revision: Annotated[str | None, typer.Option(help="Model revision to pin.")] = None,
-    combine: Annotated[
-        str,
-        typer.Option(
-            help="How an ensemble (several --model) combines its members: mean (of their "
-            "probabilities), max, or logit_mean (mean logit gap, then sigmoid).",
-        ),
-    ] = "mean",
-    head: Annotated[
-        Path | None,
-        typer.Option(
-            help="Folder of an adapted head (made by `curate adapt` for this --model) to score "
-            "with instead of the model's own classifier.",
-            file_okay=False,
-            show_default=False,
-        ),
-    ] = None,
-    synthetic_labels: Annotated[
-        str | None,
-        typer.Option(
-            help="The checkpoint's classes that mean synthetic, comma-separated (default: read "
-            "from its labels by name).",
-            show_default=False,
-        ),
-    ] = None,
+    model: ModelOption = None,
+    revision: RevisionOption = None,
+    combine: CombineOption = "mean",
+    head: HeadOption = None,
+    synthetic_labels: SyntheticLabelsOption = None,
     image_member: Annotated[
         str | None,
         typer.Option(
@@ -126,34 +118,14 @@ def score(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[
-        str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
-    ] = "auto",
-    batch_size: Annotated[
-        str,
-        typer.Option(
-            help="Images per forward pass, or 'auto' (sized to the GPU's free memory; 8 on CPU)."
-        ),
-    ] = "16",
-    image_column: Annotated[
-        str | None,
-        typer.Option(
-            help="Image column of a Parquet/datasets source (default: 'image', or the only "
-            "image column).",
-            show_default=False,
-        ),
-    ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="Split of a DatasetDict or Hub dataset.")
-    ] = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    batch_size: BatchSizeOption = "16",
+    image_column: ImageColumnOption = None,
+    split: SplitOption = None,
     config: Annotated[str | None, typer.Option(help="Config (subset) of a Hub dataset.")] = None,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="Score only the first N rows.", show_default=False)
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing output file.")
-    ] = False,
+    limit: LimitOption = None,
+    overwrite: Annotated[bool, overwrite_flag("an existing output file")] = False,
     draft: Annotated[
         bool,
         typer.Option("--draft", help="Decode JPEGs at reduced scale (faster, approximate)."),
@@ -162,10 +134,7 @@ def score(
         Path | None,
         typer.Option(help="Calibration JSON to apply to the probabilities.", exists=True),
     ] = None,
-    chunk_rows: Annotated[
-        int,
-        typer.Option(min=1, help="Rows per finished chunk in OUT.work/ (what a crash can lose)."),
-    ] = 256,
+    chunk_rows: ChunkRowsOption = 256,
     provenance: Annotated[
         bool,
         typer.Option(
@@ -230,7 +199,7 @@ def score(
     request = ScoreRequest(
         source=source,
         output=output,
-        model=tuple(model) if model else None,
+        model=model_ids(model),
         revision=revision,
         device=device,
         dtype=dtype,
