@@ -14,7 +14,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from curate.app.options import RequestError, ScorerSettings, SourceSettings, check_label_map
+from curate.app.options import (
+    RequestError,
+    ScorerSettings,
+    SourceSettings,
+    check_label_map,
+    check_report_dir,
+)
 from curate.app.progress import Progress
 
 if TYPE_CHECKING:
@@ -23,8 +29,6 @@ if TYPE_CHECKING:
     from curate.evaluation.report import EvalOptions, EvalReport
     from curate.scorer import DeepfakeScorer
     from curate.sources import Source
-
-REPORT_FILE = "report.json"  # its presence marks a folder that holds a report
 
 
 @dataclass(frozen=True)
@@ -120,11 +124,7 @@ def _check(request: EvalRequest) -> _Checked:
     from curate.evaluation.robustness import DEFAULT_PERTURBATIONS, check_perturbations
     from curate.sources import resolve_source
 
-    out_dir = os.fspath(request.out_dir)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise RequestError(f"--out-dir {out_dir} is a file; name a folder for the report")
-    if os.path.exists(os.path.join(out_dir, REPORT_FILE)) and not request.overwrite:
-        raise RequestError(f"{out_dir} already holds a report (pass --overwrite to replace it)")
+    out_dir = check_report_dir(request.out_dir, request.overwrite)
     options = request.options or EvalOptions()
     if options.fit_calibration not in (None, *CALIBRATION_METHODS):
         raise RequestError(

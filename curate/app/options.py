@@ -43,6 +43,20 @@ def check_scoring_options(device: str, dtype: str, batch_size: int | str) -> int
     return size
 
 
+REPORT_FILE = "report.json"  # its presence marks a folder that holds a report
+
+
+def check_report_dir(out_dir: str | os.PathLike, overwrite: bool) -> str:
+    """`--out-dir` as a string, if a report can be written there: not a file, and not a folder
+    that holds a report already (unless `overwrite`)."""
+    name = os.fspath(out_dir)
+    if os.path.exists(name) and not os.path.isdir(name):
+        raise RequestError(f"--out-dir {name} is a file; name a folder for the report")
+    if os.path.exists(os.path.join(name, REPORT_FILE)) and not overwrite:
+        raise RequestError(f"{name} already holds a report (pass --overwrite to replace it)")
+    return name
+
+
 def check_parquet_output(path: str | os.PathLike, option: str = "-o/--output") -> str:
     """`path` as a string, if a job can write a Parquet file there: a `.parquet` (or `.pq`)
     name, not a folder, in a folder that exists. `option` names the path in the error."""

@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from curate import schema
-from curate.app.options import RequestError
+from curate.app.options import RequestError, check_report_dir
 from curate.app.progress import Progress
 
 if TYPE_CHECKING:
     from curate.evaluation.scores import ScoreReport
     from curate.filtering import DecisionRule
-
-REPORT_FILE = "report.json"  # its presence marks a folder that holds a report
 
 
 @dataclass(frozen=True)
@@ -72,11 +70,7 @@ def report_scores(request: ReportRequest, progress: Progress | None = None) -> R
         if not os.path.isfile(request.from_eval):
             raise RequestError(f"--from-eval {os.fspath(request.from_eval)} is not a file")
     rule = _rule(request.threshold, request.review_band)
-    out_dir = os.fspath(request.out_dir)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise RequestError(f"--out-dir {out_dir} is a file; name a folder for the report")
-    if os.path.exists(os.path.join(out_dir, REPORT_FILE)) and not request.overwrite:
-        raise RequestError(f"{out_dir} already holds a report (pass --overwrite to replace it)")
+    out_dir = check_report_dir(request.out_dir, request.overwrite)
     progress.wait("Reading scores")
     p, metadata = read_scores(paths)
     notes: list[str] = []

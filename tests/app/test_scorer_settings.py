@@ -45,3 +45,16 @@ def test_adapt_refuses_a_head_before_the_model_loads(tmp_path, image_folder):
     with pytest.raises(RequestError, match="curate adapt fits a head on the model's own"):
         adapt(request)
     assert not (tmp_path / "head").exists()
+
+
+def test_report_folders(tmp_path):
+    from curate.app.options import check_report_dir
+
+    assert check_report_dir(tmp_path / "new", False) == str(tmp_path / "new")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RequestError, match="is a file; name a folder for the report"):
+        check_report_dir(tmp_path / "file", True)
+    (tmp_path / "report.json").write_text("{}")
+    with pytest.raises(RequestError, match="already holds a report .pass --overwrite"):
+        check_report_dir(tmp_path, False)
+    assert check_report_dir(tmp_path, True) == str(tmp_path)
