@@ -464,6 +464,8 @@ def filter_shards(
             outcomes = rule.decide_columns(table, score_column)
             ext = shard[len(shard_stem(shard)) :]
             out = {o: os.path.join(folder, stem + ext) for o, folder in targets.items()}
+            for folder in {os.path.dirname(p) for p in out.values()}:
+                os.makedirs(folder, exist_ok=True)
             keys = table.column("__key__").to_pylist()
             decisions = zip(keys, outcomes.tolist(), strict=True)
             split_shard(shard, decisions, out, overwrite=overwrite)

@@ -10,17 +10,15 @@ A file appears only when complete: it is written beside its destination and rena
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.io.atomic import umask
+from curate.io.atomic import AtomicFile
 from curate.schema import (
     METADATA_PREFIX,
     SCORE_COLUMNS,
@@ -100,12 +98,14 @@ def _hf_metadata(schema: pa.Schema, image_column: str | None, features: Features
     return json.dumps({"info": {"features": inferred.to_dict()}}).encode()
 
 
-class AtomicParquetWriter:
+class AtomicParquetWriter(AtomicFile):
     """Stream record batches into `path` through a temporary file beside it.
 
     Rows are buffered into row groups of `row_group_size` rows (or `MAX_ROW_GROUP_BYTES`);
     `close()` flushes, fsyncs and renames; `abort()` (or an exception inside `with`) removes
-    the temporary file and leaves `path` as it was."""
+    the temporary file and leaves `path` as it was (see `curate.io.atomic.AtomicFile`)."""
+
+    what = "Parquet file"
 
     def __init__(
         self,
@@ -115,29 +115,16 @@ class AtomicParquetWriter:
         overwrite: bool = False,
         row_group_size: int | None = None,
     ) -> None:
-        self.path = os.fspath(path)
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(f"{self.path} is a directory, not a Parquet file path")
-        if not overwrite and os.path.exists(self.path):
-            raise FileExistsError(f"{self.path} already exists (pass overwrite=True / --overwrite)")
-        self.schema = schema
         self.row_group_size = int(row_group_size or DEFAULT_ROW_GROUP_SIZE)
         if self.row_group_size < 1:
             raise ValueError(f"row_group_size must be at least 1, got {row_group_size}")
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            # Never create folders on a caller's behalf: a mistyped path should fail loudly.
-            raise FileNotFoundError(f"the folder {directory} does not exist; create it first")
-        # A short name of our own: the output's name plus a suffix could pass NAME_MAX.
-        fd, self._tmp = tempfile.mkstemp(prefix=".curate-", suffix=".parquet.tmp", dir=directory)
-        os.chmod(self._tmp, 0o666 & ~umask())  # mkstemp makes 0600; outputs are ordinary files
-        self._file = os.fdopen(fd, "wb")
-        self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
+        super().__init__(path, overwrite=overwrite)
+        self.schema = schema
+        self._writer = pq.ParquetWriter(self.file, schema, compression="zstd")
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
         self.rows = 0
-        self._done = False
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
@@ -166,42 +153,17 @@ class AtomicParquetWriter:
         self._pending_rows = sum(b.num_rows for b in rest)
         self._pending_bytes = sum(b.nbytes for b in rest)
 
+    def _finish(self) -> None:
+        self._flush(final=True)
+        self._writer.close()
+
+    def _discard(self) -> None:
+        self._writer.close()
+
     def close(self) -> int:
         """Finish the file and move it into place; returns the number of rows written."""
-        if self._done:
-            return self.rows
-        try:
-            self._flush(final=True)
-            self._writer.close()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
+        super().close()
         return self.rows
-
-    def abort(self) -> None:
-        """Drop everything written so far; the destination is left untouched."""
-        if self._done:
-            return
-        self._done = True
-        for closer in (self._writer.close, self._file.close):
-            with contextlib.suppress(Exception):
-                closer()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp)
-
-    def __enter__(self) -> AtomicParquetWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def build_schema(

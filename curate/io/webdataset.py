@@ -12,17 +12,15 @@ in `TarSample.error`, so a reader turns it into a row that says why.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from curate.io.atomic import umask
+from curate.io.atomic import AtomicFile
 
 # The `webdataset` library's key/extension split and its metadata members (`__x__`), skipped.
 _KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
@@ -170,35 +168,25 @@ def _plain_header(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return out
 
 
-class TarShardWriter:
+class TarShardWriter(AtomicFile):
     """Write samples into a tar shard at `path`, through a temporary file beside it.
 
     Each member keeps its name, mode, owner and time, and its bytes unchanged; samples and
     members keep the order they are given in. `close()` fsyncs and renames; `abort()` (or an
-    exception inside `with`) removes the temporary file and leaves `path` as it was. The
-    format is POSIX (PAX), which stores any name length; `.tar.gz` / `.tgz` paths are
-    gzip-compressed."""
+    exception inside `with`) removes the temporary file and leaves `path` as it was (see
+    `curate.io.atomic.AtomicFile`). The format is POSIX (PAX), which stores any name length;
+    `.tar.gz` / `.tgz` paths are gzip-compressed."""
+
+    what = "tar shard"
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        self.path = os.fspath(path)
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(f"{self.path} is a directory, not a tar shard path")
-        if not overwrite and os.path.exists(self.path):
-            raise FileExistsError(f"{self.path} already exists (pass overwrite=True / --overwrite)")
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=directory
-        )
-        os.chmod(self._tmp, 0o666 & ~umask())
-        self._file = os.fdopen(fd, "wb")
+        super().__init__(path, overwrite=overwrite)
         mode = "w|gz" if self.path.lower().endswith((".gz", ".tgz")) else "w|"
         # Closed by close() / abort(), not by a `with` here: the writer outlives __init__.
         self._tar = tarfile.open(  # noqa: SIM115
-            fileobj=self._file, mode=mode, format=tarfile.PAX_FORMAT
+            fileobj=self.file, mode=mode, format=tarfile.PAX_FORMAT
         )
         self.samples = 0
-        self._done = False
 
     def write(self, sample: TarSample) -> None:
         """Append every member of `sample`, bytes and header as read."""
@@ -210,41 +198,16 @@ class TarShardWriter:
             self._tar.addfile(header, io.BytesIO(data))
         self.samples += 1
 
+    def _finish(self) -> None:
+        self._tar.close()
+
+    def _discard(self) -> None:
+        self._tar.close()
+
     def close(self) -> int:
         """Finish the shard and move it into place; returns the number of samples written."""
-        if self._done:
-            return self.samples
-        try:
-            self._tar.close()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
+        super().close()
         return self.samples
-
-    def abort(self) -> None:
-        """Drop everything written so far; the destination is left untouched."""
-        if self._done:
-            return
-        self._done = True
-        for closer in (self._tar.close, self._file.close):
-            with contextlib.suppress(Exception):
-                closer()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp)
-
-    def __enter__(self) -> TarShardWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def split_shard(

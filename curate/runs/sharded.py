@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.io.atomic import atomic_write_text
+from curate.io.atomic import atomic_write_text, temp_prefix
 from curate.runs.single import (
     DEFAULT_CHUNK_ROWS,
     MANIFEST_FORMAT,
@@ -242,7 +242,7 @@ class ShardedScoringRun:
                 continue
             rows = self._finished_rows(name)
             if rows is None:
-                _remove_temp_files(self.output, f".{os.path.basename(self._path(name))}.")
+                _remove_temp_files(self.output, temp_prefix(self._path(name)))
                 claimed.append((shard, self._path(name), lock))
             else:
                 self.record(self._path(name), rows)
@@ -285,7 +285,7 @@ class ShardedScoringRun:
         try:
             rows = self._finished_rows(name)
             if rows is None:
-                _remove_temp_files(os.path.dirname(path), f".{os.path.basename(path)}.")
+                _remove_temp_files(os.path.dirname(path), temp_prefix(path))
                 run = ScoringRun(
                     shard,
                     self.scorer,
@@ -309,6 +309,9 @@ class ShardedScoringRun:
         if name in done:
             return int(done[name])
         if os.path.exists(self._path(name)):
+            # A worker killed between publishing the shard and cleaning up leaves its working
+            # folder behind: the shard is whole, so the folder goes now.
+            shutil.rmtree(work_dir_for(self._path(name)), ignore_errors=True)
             return pq.ParquetFile(self._path(name)).metadata.num_rows
         return None
 
