@@ -116,7 +116,7 @@ class DeepfakeScorer:
             `curate.pipeline.compile`.
         quantize: None (default) or "int8": int8 weights and dynamically quantised int8
             activations in the encoder's linear layers, on the CPU's int8 units (needs
-            `curate[int8]`; CPU only; compiled from the first batch unless compile=False).
+            `curate[int8]` and a CPU with VNNI or AMX; compiled from the first batch).
             The opt-in fastest mode: faster than bf16 where the CPU has VNNI or AMX, at a
             looser, documented fidelity bound (the manual, "Fidelity").
         provenance: also report provenance evidence (C2PA, generator metadata) read from
@@ -196,6 +196,8 @@ class DeepfakeScorer:
         self.decode = decode
         self.compile = check_compile(compile)
         self.quantize = check_quantize(quantize)
+        if self.quantize and self.compile is False:
+            raise ValueError("quantize='int8' only pays compiled: leave compile at 'auto' or True")
         self.provenance = resolve_provenance(provenance)
         self._reset_runtime()
 
@@ -255,11 +257,12 @@ class DeepfakeScorer:
 
     def _compile(self, detector: Detector, name: str) -> None:
         if self.quantize == "int8":
-            quantize_int8(detector.model, detector.device)
-        int8_now = self.quantize == "int8" and self.compile is not False
-        if int8_now or wants_compile(self.compile, detector.device):
-            # "auto" waits until the run has spent about a compile's cost (pipeline/compile).
-            eager_first = self.compile == "auto" and not int8_now
+            size = (detector.preprocess.height, detector.preprocess.width)
+            detector.model = quantize_int8(detector.model, detector.device, detector.dtype, size)
+        if self.quantize or wants_compile(self.compile, detector.device):
+            # "auto" waits until the run has spent about a compile's cost (pipeline/compile);
+            # int8 only pays compiled, so it compiles at once.
+            eager_first = self.compile == "auto" and not self.quantize
             detector.model = CompiledModel(
                 detector.model,
                 detector.device,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -138,11 +139,17 @@ class CompiledModel:
             "(once per machine: later runs reuse it from inductor's cache) ..."
         )
         start = time.perf_counter()
-        compiled = torch.compile(
-            self._orig_mod, dynamic=False, options=inductor_options(self.device)
-        )
+        from torch._inductor import config as inductor_config
+
+        options = inductor_options(self.device) or {}
+        compiled = torch.compile(self._orig_mod, dynamic=False, options=options)
         try:
-            out = compiled(pixel_values=pixel_values, **kwargs)
+            # Also as the global config while compiling: torchao's int8 lowering reads
+            # `freezing` from there, not from the options of this compile.
+            with inductor_config.patch(options), warnings.catch_warnings():
+                # torchao's int8 lowering copy-constructs tensors: noise, not news.
+                warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+                out = compiled(pixel_values=pixel_values, **kwargs)
         except OutOfMemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - any compiler failure: go on eagerly
