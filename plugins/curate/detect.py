@@ -1,8 +1,13 @@
-"""The `detect_deepfakes` operator: score the target's images, write the scores onto them."""
+"""The `detect_deepfakes` operator: score the target's images, write the scores onto them.
+
+The model check in the form is `curate.integrations.fiftyone.model_problem` (configs, labels and
+a weights file, in the App's words). The detector loads once the run starts, before the first
+progress report, so the App shows "Executing..." (and no Done button) while it loads; a model
+that still fails to load is reported in the progress box and a notification."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -10,12 +15,24 @@ import fiftyone.operators.types as types
 from curate.calibration import Calibration
 from curate.detectors import default_model, resolve_device
 from curate.integrations import fiftyone as cfo
+from curate.integrations.fiftyone.wording import count
 from curate.provenance import checker_from_options
 from curate.scorer import DeepfakeScorer
 
-from .forms import ICONS, invalid, run, text
+from .forms import (
+    ICONS,
+    delegation_warning,
+    execution_options,
+    invalid,
+    run,
+    show_colors,
+    text,
+)
 
 LABEL = "Detect deepfakes"
+# Above this many samples to score the form suggests a scheduled run (on a CPU, a full-size
+# detector scores about one image a second).
+DELEGATE_ABOVE = 1_000
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -34,70 +51,68 @@ class DetectDeepfakes(foo.Operator):
             allow_delegated_execution=True,
         )
 
+    def resolve_execution_options(self, ctx):
+        return execution_options(ctx, len(_todo(ctx, ctx.target_view(require_flat=True))),
+                                 DELEGATE_ABOVE)  # fmt: skip
+
     def resolve_input(self, ctx):
         inputs = types.Object()
-        inputs.view_target(ctx, action_description="Score", require_flat=True)
         target = ctx.target_view(require_flat=True)
         if target.media_type != "image":
             message = f"Only images can be scored; this target holds {target.media_type}"
             invalid(inputs.view("media_type", types.Error(label=message)), message)
             return types.Property(inputs, view=types.View(label=LABEL))
-        ready = _model_inputs(ctx, inputs)
-        ready = _score_field_inputs(ctx, inputs, target) and ready
-        if ready:
-            prob_field = text(ctx, "prob_field", cfo.PROB_FIELD)
-            todo = target
-            if ctx.params.get("skip_existing", False):
-                todo = cfo.pending_samples(
-                    target,
-                    prob_field,
-                    text(ctx, "error_field", cfo.ERROR_FIELD),
-                    ctx.params.get("retry_failed", False),
-                )
+        # The summary comes first: how many samples this run scores.
+        todo = len(_todo(ctx, target))
+        inputs.view(
+            "summary",
+            types.Notice(label=f"{todo:,} of {count(len(target))} will be scored"),
+        )
+        inputs.view_target(ctx, action_description="Score", require_flat=True)
+        delegation_warning(inputs, todo, DELEGATE_ABOVE, "score")
+        model_ok = _model_inputs(ctx, inputs)
+        _score_field_inputs(ctx, inputs, target)
+        prob_field = text(ctx, "prob_field", cfo.PROB_FIELD)
+        before = cfo.scoring_settings(target, prob_field).get("curate.model")
+        if model_ok and before and before != _model(ctx):
+            keep = "are kept" if ctx.params.get("skip_existing") else "are overwritten"
             inputs.view(
-                "summary",
-                types.Notice(label=f"{len(todo)} of {len(target)} samples will be scored"),
+                "other_model",
+                types.Warning(
+                    label=f"'{prob_field}' holds scores from {before}; existing ones {keep}"
+                ),
             )
-            before = cfo.scoring_settings(target, prob_field).get("curate.model")
-            if before and before != text(ctx, "model", default_model()):
-                keep = "are kept" if ctx.params.get("skip_existing") else "are overwritten"
-                inputs.view(
-                    "other_model",
-                    types.Warning(
-                        label=f"'{prob_field}' holds scores from {before}; existing ones {keep}"
-                    ),
-                )
         return types.Property(inputs, view=types.View(label=LABEL))
 
     def execute(self, ctx):
-        # A plain function that returns a generator, not a generator function: the field
-        # checks and the model load run in this call, so a model that cannot load fails the
-        # operation here, where FiftyOne reports it (the App shows it in the operator's
-        # prompt, a delegated run is marked failed). Raised inside the generator, it would
-        # only cut the App's progress stream and leave its progress box at 0 % forever.
+        # A plain function that returns a generator: the detector loads inside it, before the
+        # first progress report, so the App shows "Executing..." (no Done button) while it
+        # loads, the load is not cut off by FiftyOne's limit on immediate requests, and a load
+        # that fails is shown in the progress box before it is raised.
         scorer = DeepfakeScorer(
-            model=text(ctx, "model", default_model()),
+            model=_model(ctx),
             revision=text(ctx, "revision"),
             device=text(ctx, "device", "auto"),
             dtype=text(ctx, "dtype", "auto"),
             batch_size=int(ctx.params.get("batch_size", 16)),
             calibration=text(ctx, "calibration"),
+            synthetic_labels=text(ctx, "synthetic_labels"),
             with_logits=bool(ctx.params.get("store_logits", False)),
             provenance=checker_from_options(
                 bool(ctx.params.get("provenance", False)),
                 bool(ctx.params.get("watermark", False)),
             ),
         )
-        events = cfo.iter_score_samples(
-            ctx.target_view(require_flat=True),
-            scorer,
+        kwargs = dict(
             prob_field=text(ctx, "prob_field", cfo.PROB_FIELD),
             label_field=text(ctx, "label_field", cfo.LABEL_FIELD),
             error_field=text(ctx, "error_field", cfo.ERROR_FIELD),
             skip_existing=bool(ctx.params.get("skip_existing", False)),
             retry_failed=bool(ctx.params.get("retry_failed", False)),
         )
-        return _report_progress(ctx, events)
+        target = ctx.target_view(require_flat=True)
+        start = lambda: cfo.iter_score_samples(target, scorer, **kwargs)  # noqa: E731
+        return _report_progress(ctx, start, scorer.model)
 
     def __call__(
         self,
@@ -105,6 +120,7 @@ class DetectDeepfakes(foo.Operator):
         model: str | None = None,
         revision: str | None = None,
         calibration: str | None = None,
+        synthetic_labels: str | list[str] | None = None,
         batch_size: int = 16,
         device: str = "auto",
         dtype: str = "auto",
@@ -131,6 +147,11 @@ class DetectDeepfakes(foo.Operator):
             "model": model or default_model(),
             "revision": revision,
             "calibration": calibration,
+            "synthetic_labels": (
+                ",".join(synthetic_labels)
+                if isinstance(synthetic_labels, (list, tuple))
+                else synthetic_labels
+            ),
             "batch_size": batch_size,
             "device": device,
             "dtype": dtype,
@@ -146,26 +167,56 @@ class DetectDeepfakes(foo.Operator):
         return run(self, sample_collection, params, delegate)
 
 
-def _report_progress(ctx, events: Iterator[cfo.ScoreProgress]):
-    """Forward each chunk's progress to the App (or the delegated run's status)."""
+def _model(ctx) -> str:
+    """The form's model; the default (CURATE_MODEL on the server, else the Hub default) only
+    when no model was given at all: a blank one is an error in the form."""
+    model = ctx.params.get("model")
+    return default_model() if model is None else str(model).strip()
+
+
+def _todo(ctx, target):
+    """The samples this run will score (all, or those without a score with Skip existing)."""
+    if not ctx.params.get("skip_existing", False):
+        return target
+    return cfo.pending_samples(
+        target,
+        text(ctx, "prob_field", cfo.PROB_FIELD),
+        text(ctx, "error_field", cfo.ERROR_FIELD),
+        ctx.params.get("retry_failed", False),
+    )
+
+
+def _report_progress(ctx, start: Callable[[], Iterator[cfo.ScoreProgress]], model=None):
+    """Start the run (`start()` checks the fields and loads the detector `model`) and forward
+    each chunk's progress to the App (or the delegated run's status)."""
+    event = None
     try:
-        for event in events:
+        for event in start():
             if ctx.delegated:
                 ctx.set_progress(progress=event.fraction, label=event.label)
             else:
-                yield ctx.trigger(
-                    "set_progress", {"label": event.label, "progress": event.fraction}
-                )
+                label = event.label
+                if event.done < event.total:
+                    label += " · closing this box does not stop the run"
+                yield ctx.trigger("set_progress", {"label": label, "progress": event.fraction})
     except Exception as exc:
         if not ctx.delegated:
             # The App never hears of an exception raised while it streams: show it (and
             # what was scored so far) first; the raise still reaches the log and callers.
-            yield ctx.trigger("set_progress", {"label": f"Scoring failed: {exc}"})
-            yield ctx.ops.notify(f"Scoring failed: {exc}", variant="error")
+            what = "Scoring failed" if event is not None else "Could not start scoring"
+            if event is None and model is not None:
+                what += f" with {model}"
+            yield ctx.trigger("set_progress", {"label": f"{what}: {exc}"})
+            yield ctx.ops.notify(f"{what}: {exc}", variant="error")
             yield ctx.trigger("reload_dataset")
         raise
     if not ctx.delegated:
+        if event is None:
+            yield ctx.trigger("set_progress", {"label": "Nothing to score", "progress": 1.0})
         yield ctx.trigger("reload_dataset")
+        colors = show_colors(ctx)
+        if colors is not None:
+            yield colors
 
 
 def _model_inputs(ctx, inputs) -> bool:
@@ -175,16 +226,26 @@ def _model_inputs(ctx, inputs) -> bool:
         default=default_model(),
         required=False,
         label="Model",
-        description="Hugging Face Hub id or local directory of a Fake/Real SigLIP checkpoint",
+        description="A Hugging Face Hub id (owner/name) or a checkpoint folder on the server; "
+        f"preset to the server's default, {default_model()}",
     )
-    model = text(ctx, "model", default_model())
     inputs.str(
         "revision",
         required=False,
         label="Revision",
         description="Hub branch, tag or commit to pin (optional)",
     )
-    ok = invalid(prop, cfo.model_problem(model, text(ctx, "revision"))) and ok
+    labels = inputs.str(
+        "synthetic_labels",
+        required=False,
+        label="Synthetic labels",
+        description="Only for a checkpoint whose class names curate cannot read as "
+        "synthetic/real: the classes that mean synthetic, comma-separated",
+    )
+    names = text(ctx, "synthetic_labels")
+    problem = cfo.model_problem(_model(ctx), text(ctx, "revision"), names)
+    about_labels = bool(problem and names and "'Synthetic labels'" in problem)
+    ok = invalid(labels if about_labels else prop, problem) and ok
 
     prop = inputs.str(
         "calibration",

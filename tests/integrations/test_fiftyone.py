@@ -624,34 +624,61 @@ def test_tests_use_their_own_mongod():
 
 # -- a model that passes the form but cannot load ----------------------------------------------
 @pytest.fixture
-def weightless_model(tiny_checkpoint, tmp_path) -> str:
-    """config.json + preprocessor_config.json, no model.safetensors."""
+def corrupt_model(tiny_checkpoint, tmp_path) -> str:
+    """config.json + preprocessor_config.json + a model.safetensors that is not one."""
     import shutil
 
-    folder = tmp_path / "no-weights"
+    folder = tmp_path / "corrupt-weights"
     folder.mkdir()
     for name in ("config.json", "preprocessor_config.json"):
         shutil.copy(Path(tiny_checkpoint) / name, folder / name)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
     return str(folder)
 
 
-def test_model_that_cannot_load_fails_the_run_with_its_error(dataset, weightless_model):
-    assert cfo.model_problem(weightless_model) is None  # configs only: the form lets it pass
-    with pytest.raises(ExecutionError, match="Could not load a detector from the directory"):
-        foo.get_operator(DETECT)(dataset, model=weightless_model)
+def test_model_that_cannot_load_fails_the_run_with_its_error(dataset, corrupt_model):
+    assert cfo.model_problem(corrupt_model) is None  # configs, labels, a weights file: passes
+    with pytest.raises(ExecutionError, match="Error while deserializing header"):
+        foo.get_operator(DETECT)(dataset, model=corrupt_model)
     # the library raises when the run is set up, before the first chunk or any write
-    with pytest.raises(Exception, match="Could not load a detector") as info:
-        cfo.iter_score_samples(dataset, DeepfakeScorer(weightless_model))
-    assert type(info.value).__name__ == "ModelLoadError"
+    with pytest.raises(Exception, match="deserializing header"):
+        cfo.iter_score_samples(dataset, DeepfakeScorer(corrupt_model))
     assert dataset.exists("fake_prob").count() == 0
 
-    foo.get_operator(DETECT)(dataset, model=weightless_model, delegate=True)
+    foo.get_operator(DETECT)(dataset, model=corrupt_model, delegate=True)
     (result,) = DelegatedOperationService().execute_queued_operations(
         operator=DETECT, dataset_name=dataset.name
     )
-    assert "Could not load a detector from the directory" in str(result.error)
+    assert "Error while deserializing header" in str(result.error)
     (doc,) = DelegatedOperationService().list_operations(dataset_name=dataset.name)
     assert doc.run_state == "failed"
+
+
+def test_a_model_that_fails_to_load_is_shown_in_the_app_before_the_run_fails(
+    dataset, corrupt_model
+):
+    """The detector loads inside the run (the App shows "Executing..." meanwhile, no Done
+    button): nothing reaches the App before it has loaded, and a load that fails sends its
+    reason to the progress box and a notification, then raises."""
+    from fiftyone.operators.message import GeneratedMessage
+
+    ctx = operator_context(DETECT, dataset, {"model": corrupt_model})
+    stream = foo.get_operator(DETECT).execute(ctx)
+    sent = []
+    with pytest.raises(Exception, match="deserializing header"):
+        for message in stream:
+            assert isinstance(message, GeneratedMessage)
+            sent.append((message.body.operator_uri.rsplit("/", 1)[-1], message.body.params))
+    label = f"Could not start scoring with {corrupt_model}: Error while deserializing header"
+    assert sent[0][0] == "set_progress" and sent[0][1]["label"].startswith(label)
+    assert sent[1][0] == "notify" and sent[1][1]["variant"] == "error"
+    assert dataset.exists("fake_prob").count() == 0
+
+
+def test_the_first_progress_report_comes_after_one_batch(dataset, tiny_checkpoint):
+    events = list(cfo.iter_score_samples(dataset, DeepfakeScorer(tiny_checkpoint, batch_size=2)))
+    assert [e.done for e in events] == [2, len(dataset)]  # one batch, then chunks of 4 batches
+    assert events[0].label == f"Scored 2 of {len(dataset)} samples (0 unreadable)"
 
 
 def test_model_check_does_not_remember_failures(dataset, tiny_checkpoint, tmp_path):
@@ -666,7 +693,7 @@ def test_model_check_does_not_remember_failures(dataset, tiny_checkpoint, tmp_pa
         model = foo.get_operator(DETECT).resolve_input(ctx).type.properties["model"]
         return model.error_message if model.invalid else None
 
-    assert "does not exist" in form_error()
+    assert f"There is no folder {later} on the server" in form_error()
     shutil.copytree(tiny_checkpoint, later)
     assert form_error() is None
     config = later / "config.json"
@@ -782,7 +809,8 @@ def test_export_root_confines_exports(scored, tmp_path, monkeypatch):
 
 def test_export_failures_are_one_line_never_a_traceback(scored, tmp_path):
     """/proc passes permission checks as root but holds no files: the form says so; a write
-    that fails after the form passed comes back as the result's one-line error."""
+    that fails after the form passed is one line in the App's progress box and a
+    notification, and `ExportPathError` for Python callers."""
     msg = _error(lambda: foo.get_operator(EXPORT)(scored, "/proc/kept.parquet", only_kept=False))
     assert "cannot write to the folder /proc" in msg
     with pytest.raises(cfo.ExportPathError, match="cannot write to the folder /proc") as info:
@@ -797,13 +825,17 @@ def test_export_failures_are_one_line_never_a_traceback(scored, tmp_path):
     op = foo.get_operator(EXPORT)
     assert op.resolve_input(ctx).type.properties["path"].invalid is not True
     gone.rmdir()
-    result = op.execute(ctx)
-    assert result["error"] == (
-        f"the folder {gone} does not exist; create it first (exports create no folders)"
-    )
-    out_ctx = operator_context(EXPORT, scored, params, results=result)
-    view = op.resolve_output(out_ctx).type.properties["error"].view
-    assert view.description == result["error"] and "Traceback" not in view.description
+    reason = f"the folder {gone} does not exist; create it first (exports create no folders)"
+    sent = []
+    with pytest.raises(cfo.ExportPathError) as info:
+        for message in op.execute(ctx):
+            sent.append((message.body.operator_uri.rsplit("/", 1)[-1], message.body.params))
+    assert str(info.value) == reason
+    assert sent == [
+        ("set_progress", {"label": f"Export failed, nothing was written: {reason}"}),
+        ("notify", {"message": f"Export failed, nothing was written: {reason}",
+                    "variant": "error"}),
+    ]  # fmt: skip
     assert not gone.exists()
 
 
@@ -845,10 +877,13 @@ def test_a_failure_mid_run_reaches_the_app_and_still_raises(dataset):
     ctx = operator_context(DETECT, dataset, {})
     sent = []
     with pytest.raises(RuntimeError, match="the database went away"):
-        for message in detect._report_progress(ctx, events()):
+        for message in detect._report_progress(ctx, events):
             assert isinstance(message, GeneratedMessage)
             sent.append((message.body.operator_uri, message.body.params))
-    assert sent[0][1] == {"label": "Scored 2/4 samples (0 unreadable)", "progress": 0.5}
+    assert sent[0][1] == {
+        "label": "Scored 2 of 4 samples (0 unreadable) · closing this box does not stop the run",
+        "progress": 0.5,
+    }
     assert ("set_progress", {"label": "Scoring failed: the database went away"}) in [
         (uri.rsplit("/", 1)[-1], params) for uri, params in sent
     ]

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +30,7 @@ from curate.integrations.fiftyone.fields import (
     PROVENANCE_FIELDS,
 )
 from curate.integrations.fiftyone.scoring import scoring_settings
+from curate.integrations.fiftyone.wording import count
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -141,32 +145,24 @@ def export_parquet(
 
     from curate.io.parquet import write_parquet
 
-    error = _path_error(path, overwrite, root)
-    if error is not None:
-        raise error
-    schema_ = samples._dataset.get_field_schema()
-    for name in (prob_field, label_field, error_field):
-        if name not in schema_:
-            raise ValueError(
-                f"the dataset has no {name!r} field; score it first (detect_deepfakes)"
-            )
-    missing = [f for f in fields if f not in schema_]
-    if missing:
-        raise ValueError(f"no such sample field(s): {missing}")
+    schema_ = _check_export(samples, path, rule, prob_field, label_field, error_field, fields,
+                            overwrite, root)  # fmt: skip
     view = samples
     metadata = dict(scoring_settings(samples, prob_field))
     if rule is not None:
-        check_rule_fields(samples, rule, prob_field)
         view = selected_by(samples, rule, list(outcomes), prob_field)
         metadata.update(rule.to_metadata())
         metadata["curate.outcomes"] = json.dumps(list(outcomes))
     evidence = [c for c in PROVENANCE_FIELDS if c in schema_ and c not in fields]
+    # Typed up front, so a file with no rows (a rule that keeps nothing) has them too.
+    typed = [*schema.SCORE_COLUMNS, *([schema.DECISION] if rule is not None else []), *evidence]
     features = Features(
         {
             schema.IMAGE: Image(),
             "filepath": Value("string"),
             "sample_id": Value("string"),
             "tags": HFSequence(Value("string")),
+            **schema.datasets_features(typed),
         }
     )
     batches = _batches(view, rule, prob_field, label_field, error_field, fields, evidence,
@@ -181,6 +177,100 @@ def export_parquet(
     except OSError as exc:  # e.g. a folder that refuses files (/proc), a full disk
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise ExportPathError(f"cannot write {os.fspath(path)}: {reason}") from None
+
+
+def _check_export(
+    samples: SampleCollection,
+    path: str | os.PathLike,
+    rule: DecisionRule | None,
+    prob_field: str,
+    label_field: str,
+    error_field: str,
+    fields: Sequence[str],
+    overwrite: bool,
+    root: str | os.PathLike | None,
+) -> dict:
+    """Raise what `export_parquet` raises before it writes anything; the field schema."""
+    error = _path_error(path, overwrite, root)
+    if error is not None:
+        raise error
+    schema_ = samples._dataset.get_field_schema()
+    for name in (prob_field, label_field, error_field):
+        if name not in schema_:
+            raise ValueError(
+                f"the dataset has no {name!r} field; score it first (detect_deepfakes)"
+            )
+    missing = [f for f in fields if f not in schema_]
+    if missing:
+        raise ValueError(f"no such sample field(s): {missing}")
+    if rule is not None:
+        check_rule_fields(samples, rule, prob_field)
+    return schema_
+
+
+@dataclass
+class ExportProgress:
+    """Where an export stands: rows written so far out of the rows it will write."""
+
+    rows: int
+    total: int
+    done: bool = False  # the file is in place
+
+    @property
+    def fraction(self) -> float:
+        return self.rows / self.total if self.total else 1.0
+
+    @property
+    def label(self) -> str:
+        if self.done:
+            return f"Exported {count(self.rows, 'row')}"
+        return f"Wrote {self.rows:,} of {count(self.total, 'row')}"
+
+
+def iter_export_parquet(
+    samples: SampleCollection,
+    path: str | os.PathLike,
+    *,
+    rule: DecisionRule | None = None,
+    outcomes: Sequence[str] = (KEEP,),
+    prob_field: str = PROB_FIELD,
+    label_field: str = LABEL_FIELD,
+    error_field: str = ERROR_FIELD,
+    fields: Sequence[str] = (),
+    overwrite: bool = False,
+    root: str | os.PathLike | None = None,
+    chunk_size: int = 256,
+) -> Iterator[ExportProgress]:
+    """`export_parquet` as an iterator of `ExportProgress` (a FiftyOne operator streams these
+    to the App): one per chunk written, then a last one with `done=True` once the file is in
+    place. The file is written on a worker thread while this yields.
+
+    Not a generator function: the checks `export_parquet` makes before writing (path, fields,
+    rule) raise in this call; a failure while writing raises from the iterator, after which
+    no file is left."""
+    _check_export(samples, path, rule, prob_field, label_field, error_field, fields, overwrite,
+                  root)  # fmt: skip
+    total = len(samples if rule is None else selected_by(samples, rule, list(outcomes), prob_field))
+    kwargs = dict(rule=rule, outcomes=outcomes, prob_field=prob_field, label_field=label_field,
+                  error_field=error_field, fields=fields, overwrite=overwrite, root=root,
+                  chunk_size=chunk_size)  # fmt: skip
+    return _stream_export(samples, path, total, kwargs)
+
+
+def _stream_export(
+    samples: SampleCollection, path: str | os.PathLike, total: int, kwargs: dict
+) -> Iterator[ExportProgress]:
+    written: queue.Queue[int] = queue.Queue()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-fo-export") as pool:
+        job = pool.submit(export_parquet, samples, path, progress=written.put, **kwargs)
+        while not (job.done() and written.empty()):
+            try:
+                rows = written.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            yield ExportProgress(rows, total)
+        rows = job.result()  # the writer's exception, if any, raises here
+    yield ExportProgress(rows, total, done=True)
 
 
 def _batches(

@@ -2,14 +2,13 @@
 
 FiftyOne is only the source of file paths and the sink of values: chunks of `filepath`s go to
 `DeepfakeScorer.score_images`, and what it returns is written onto the samples (`fake_prob`,
-the `deepfake` Classification, `deepfake_error`, and the provenance evidence when asked).
+the `deepfake` Classification, `deepfake_error`, an ensemble's `member_fake_probs`, and the
+provenance evidence when asked). Fake and Real get distinct colours in the App (`colors`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,18 +18,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curate import schema
+from curate.integrations.fiftyone.colors import DECISION_COLORS, LABEL_COLORS, set_value_colors
 from curate.integrations.fiftyone.fields import (
+    DECISION_FIELD,
+    DECISION_KEY,
     ERROR_FIELD,
+    INFO_KEY,
     LABEL_FIELD,
+    MEMBERS_FIELD,
     PROB_FIELD,
     check_fields,
 )
+from curate.integrations.fiftyone.wording import count
 from curate.scorer import DeepfakeScorer
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
-
-INFO_KEY = "curate"  # dataset.info[INFO_KEY][prob_field]: the settings that wrote the scores
 
 
 @dataclass
@@ -48,7 +51,7 @@ class ScoreProgress:
 
     @property
     def label(self) -> str:
-        return f"Scored {self.done}/{self.total} samples ({self.failed} unreadable)"
+        return f"Scored {self.done:,} of {count(self.total)} ({self.failed:,} unreadable)"
 
 
 @dataclass
@@ -65,60 +68,6 @@ class ScoreSummary:
     def images_per_second(self) -> float:
         done = self.scored + self.failed
         return done / self.seconds if self.seconds > 0 else 0.0
-
-
-# -- the model check behind the App form --------------------------------------------------------
-CONFIG_FILES = ("config.json", "preprocessor_config.json")
-
-
-def _config_stamp(model: str) -> tuple | None:
-    """For a local folder, when and how big its config files are: a folder that changes is
-    checked again. None for a Hub id (its cached snapshot does not change under a revision)."""
-    if not os.path.isdir(model):
-        return None
-    stamp = []
-    for name in CONFIG_FILES:
-        try:
-            st = os.stat(os.path.join(model, name))
-            stamp.append((name, st.st_mtime_ns, st.st_size))
-        except OSError:
-            stamp.append((name, None, None))
-    return tuple(stamp)
-
-
-@functools.lru_cache(maxsize=64)
-def _check_model(model: str, revision: str | None, stamp: tuple | None) -> None:
-    # Cached because App forms call it on every change. lru_cache keeps results, not
-    # exceptions: a failed check runs again next time (the model may have been downloaded
-    # since), and `stamp` makes a passed check of a local folder run again once it changes.
-    from transformers.utils import cached_file
-
-    from curate.detectors import label_indices, load_preprocess_config, model_load_error
-
-    load_preprocess_config(model, revision)
-    try:
-        config_path = cached_file(model, "config.json", revision=revision)
-    except OSError as exc:
-        raise model_load_error(model, exc) from None
-    with open(config_path, encoding="utf-8") as f:
-        label_indices(json.load(f).get("id2label") or {})
-
-
-def model_problem(model: str, revision: str | None = None) -> str | None:
-    """Why `model` cannot be loaded as a Fake/Real detector, from its configs only (no weights
-    are read), or None. A model that passes can still fail to load (e.g. no weights file);
-    `iter_score_samples` raises that before it scores anything."""
-    from curate.detectors import ModelLoadError
-
-    if not model or not model.strip():
-        return "model must not be empty"
-    try:
-        _check_model(model, revision, _config_stamp(model))
-    except ModelLoadError as exc:
-        return str(exc)
-    except (OSError, ValueError, KeyError) as exc:
-        return f"Could not load model {model!r}: {str(exc).splitlines()[0]}"
-    return None
 
 
 # -- scoring ------------------------------------------------------------------------------------
@@ -158,20 +107,27 @@ def iter_score_samples(
     anything is written."""
     scorer = scorer or DeepfakeScorer(**scorer_kwargs)
     summary = summary if summary is not None else ScoreSummary()
-    provenance = scorer.provenance.columns if scorer.provenance is not None else ()
-    check_fields(samples, prob_field, label_field, error_field, provenance)
+    extra = scorer.provenance.columns if scorer.provenance is not None else ()
+    if scorer.is_ensemble:
+        extra = (*extra, MEMBERS_FIELD)
+    check_fields(samples, prob_field, label_field, error_field, extra)
     detector = scorer.load()
-    chunk = int(chunk_size or max(4 * scorer.chunk_size(detector), 32))
+    batch = scorer.chunk_size(detector)
+    chunk = int(chunk_size or max(4 * batch, 32))
     if chunk < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    # Without a chunk size, the first chunk is one batch: the first progress report (and the
+    # App's progress box) comes after one batch, not four.
+    first = chunk if chunk_size else min(batch, chunk)
     summary.total = len(samples)
     todo = samples
     if skip_existing:
         todo = pending_samples(samples, prob_field, error_field, retry_failed)
     ids, paths = todo.values(["id", "filepath"])
     summary.skipped = summary.total - len(ids)
-    fields = _Fields(prob_field, label_field, error_field, provenance)
-    return _score_chunks(samples._dataset, scorer, detector, ids, paths, chunk, fields, summary)
+    fields = _Fields(prob_field, label_field, error_field, tuple(extra))
+    bounds = _chunk_bounds(len(ids), first, chunk)
+    return _score_chunks(samples._dataset, scorer, detector, ids, paths, bounds, fields, summary)
 
 
 @dataclass(frozen=True)
@@ -179,7 +135,15 @@ class _Fields:
     prob: str
     label: str
     error: str
-    provenance: tuple[str, ...]
+    extra: tuple[str, ...]  # contract columns written under their own name
+
+
+def _chunk_bounds(n: int, first: int, chunk: int) -> list[tuple[int, int]]:
+    bounds, start, size = [], 0, first
+    while start < n:
+        bounds.append((start, min(start + size, n)))
+        start, size = start + size, chunk
+    return bounds
 
 
 def _score_chunks(
@@ -188,12 +152,16 @@ def _score_chunks(
     detector: Any,
     ids: list[str],
     paths: list[str],
-    chunk: int,
+    bounds: list[tuple[int, int]],
     fields: _Fields,
     summary: ScoreSummary,
 ) -> Iterator[ScoreProgress]:
     # Recorded first: an interrupted run's scores were made with these settings too.
     _record_settings(dataset, scorer, fields)
+    set_value_colors(dataset, fields.label, LABEL_COLORS)
+    # The decision field is written later, by a decision rule; its colours are set now, so an
+    # App that has the dataset open already has them.
+    set_value_colors(dataset, DECISION_FIELD, DECISION_COLORS)
     started = time.perf_counter()
     # Writes run on a thread so the database round trip overlaps the next chunk's scoring;
     # one write at a time, in order, and the last one always finishes (an interrupted run
@@ -201,9 +169,9 @@ def _score_chunks(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-fo-write") as writer:
         pending: Future | None = None
         try:
-            for start in range(0, len(ids), chunk):
-                chunk_ids = ids[start : start + chunk]
-                out = scorer.score_images(paths[start : start + chunk])
+            for start, end in bounds:
+                chunk_ids = ids[start:end]
+                out = scorer.score_images(paths[start:end])
                 values = _field_values(out, detector, fields)
                 if pending is not None:
                     pending.result()
@@ -212,9 +180,7 @@ def _score_chunks(
                 summary.failed += failed
                 summary.scored += len(chunk_ids) - failed
                 summary.seconds = time.perf_counter() - started
-                yield ScoreProgress(
-                    start + len(chunk_ids), len(ids), summary.scored, summary.failed
-                )
+                yield ScoreProgress(end, len(ids), summary.scored, summary.failed)
         finally:
             if pending is not None:
                 pending.result()
@@ -290,7 +256,7 @@ def _field_values(out: dict[str, list], detector: Any, fields: _Fields) -> dict[
         fields.label: labels,
         fields.error: out[schema.ERROR],
     }
-    values.update({c: out[c] for c in fields.provenance})
+    values.update({c: out[c] for c in fields.extra})
     return values
 
 
@@ -301,9 +267,28 @@ def _write(dataset, ids: Sequence[str], values: dict[str, list]) -> None:
 
 def _record_settings(dataset, scorer: DeepfakeScorer, fields: _Fields) -> None:
     info = dict(dataset.info.get(INFO_KEY) or {})
-    info[fields.prob] = dict(scorer.metadata(), label_field=fields.label, error_field=fields.error)
+    entry = dict(scorer.metadata(), label_field=fields.label, error_field=fields.error)
+    # The decision last applied to this field is a rule on its scores: it survives re-scoring.
+    kept = {k: v for k, v in (info.get(fields.prob) or {}).items() if k == DECISION_KEY}
+    info[fields.prob] = {**entry, **kept}
     dataset.info[INFO_KEY] = info
     dataset.save()
+
+
+def label_field_of(samples: SampleCollection, prob_field: str = PROB_FIELD) -> str:
+    """The Classification field written beside `prob_field` (as recorded), else `deepfake`."""
+    info = (samples._dataset.info.get(INFO_KEY) or {}).get(prob_field) or {}
+    return str(info.get("label_field") or LABEL_FIELD)
+
+
+def ensemble_members(samples: SampleCollection, prob_field: str = PROB_FIELD) -> list[str]:
+    """The models of the ensemble that wrote `prob_field` (in `member_fake_probs` order), or []."""
+    members = scoring_settings(samples, prob_field).get(schema.METADATA_PREFIX + "members")
+    try:
+        names = json.loads(members) if members else []
+    except ValueError:
+        return []
+    return [str(m) for m in names] if isinstance(names, list) else []
 
 
 def scoring_settings(samples: SampleCollection, prob_field: str = PROB_FIELD) -> dict[str, str]:
