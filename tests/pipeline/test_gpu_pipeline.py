@@ -100,6 +100,7 @@ def _fail_when_batch_exceeds(scorer: DeepfakeScorer, limit: int, calls: list[int
     """Fault injection: the model's forward raises the error CUDA raises when a batch does not
     fit, for batches above `limit` — a GPU running out of memory, simulated on CPU."""
     net = scorer.load().model
+    net = getattr(net, "_orig_mod", net)  # under a compile wrapper, the module it runs
     real_forward = net.forward
 
     def forward(*args, pixel_values, **kwargs):
@@ -196,7 +197,7 @@ def test_compile(tiny_checkpoint, photo_paths):
     plain = DeepfakeScorer(tiny_checkpoint, **kw).score_images(photo_paths)
     compiled = DeepfakeScorer(tiny_checkpoint, compile=True, **kw)
     out = compiled.score_images(photo_paths)
-    assert type(compiled.detector.model).__name__ == "OptimizedModule"
+    assert compiled.detector.model.is_compiled
     np.testing.assert_allclose(out["fake_prob"], plain["fake_prob"], atol=1e-5)
 
 
