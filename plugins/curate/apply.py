@@ -7,7 +7,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from curate.filtering import KEEP, REMOVE, REVIEW, UNSCORED, DecisionRule
+from curate.filtering import KEEP, OUTCOMES, REMOVE, REVIEW, UNSCORED, DecisionRule
 from curate.integrations import fiftyone as cfo
 from curate.integrations.fiftyone.wording import OUTCOME_NAMES, count
 
@@ -27,6 +27,8 @@ from .forms import (
 )
 
 LABEL = "Apply deepfake threshold"
+TAGGED = {REMOVE: "the synthetic samples", REVIEW: "the samples to review",
+          UNSCORED: "the unscored samples"}  # fmt: skip
 # Above this many samples the form suggests a scheduled run (tags and decisions are written in
 # a few database passes, so only very large views come near FiftyOne's immediate-run limit).
 DELEGATE_ABOVE = 200_000
@@ -159,7 +161,9 @@ def _results(summary: cfo.DecisionSummary) -> dict:
         "deleted": summary.deleted,
         "saved_view": summary.saved_view,
         "decision_field": summary.decision_field,
-        "tags": ", ".join(f"'{t}' on the {OUTCOME_NAMES[o]}" for o, t in summary.tags.items()),
+        "tags": ", ".join(
+            f"'{summary.tags[o]}' on {TAGGED[o]}" for o in OUTCOMES if o in summary.tags
+        ),
     }
 
 

@@ -71,11 +71,9 @@ class DeepfakeReviewPanel(foo.Panel):
                 "base_view": _stages(ctx.view),
                 "shown_view": None,
                 "showing": None,
-                "applied": (
-                    f"Preset to the decision applied on {applied.when}" if applied else None
-                ),
             }
         )
+        _remember_applied(ctx, applied)
         self._refresh(ctx)
 
     def on_change_dataset(self, ctx):
@@ -152,7 +150,15 @@ class DeepfakeReviewPanel(foo.Panel):
         self._prompt(ctx, EXPORT, only_kept=True)
 
     def detect(self, ctx):
-        ctx.prompt(DETECT)
+        ctx.prompt(DETECT, on_success=self.on_operator_done)
+
+    def on_operator_done(self, ctx):
+        """An operator the panel opened has run: counts, groups and the applied decision may
+        have changed."""
+        _remember_applied(
+            ctx, cfo.last_decision(ctx.dataset, ctx.panel.state.prob_field or cfo.PROB_FIELD)
+        )
+        self._refresh(ctx)
 
     def refresh(self, ctx):
         self._refresh(ctx)
@@ -201,6 +207,7 @@ class DeepfakeReviewPanel(foo.Panel):
         target = "CURRENT_VIEW" if ctx.panel.state.base_view else "DATASET"
         ctx.prompt(
             uri,
+            on_success=self.on_operator_done,
             params={
                 "view_target": target,
                 "prob_field": prob_field,
@@ -294,7 +301,7 @@ class DeepfakeReviewPanel(foo.Panel):
         source = f" from {s.model}" if s.model else ""
         panel.md(
             f"**{count(s.n)}** in the view · scores `{prob_field}`{source}"
-            + (f" · {s.applied}" if s.applied else ""),
+            + _applied_text(rule, s.applied),
             name="md_header",
         )
         panel.md(
@@ -438,7 +445,9 @@ class DeepfakeReviewPanel(foo.Panel):
 
 
 def _slider(label: str) -> types.SliderView:
-    return types.SliderView(label=label, min=0.0, max=1.0, view_multiple_of=STEP, value_precision=2)
+    # label on top: beside the slider the App cuts labels at 100 px ("Remove fr…")
+    return types.SliderView(label=label, min=0.0, max=1.0, view_multiple_of=STEP,
+                            value_precision=2, label_position="top")  # fmt: skip
 
 
 def _stages(view) -> list[dict]:
@@ -453,6 +462,21 @@ def _same(a: list[dict], b: list[dict]) -> bool:
         )
 
     return norm(a) == norm(b)
+
+
+def _remember_applied(ctx, applied: cfo.AppliedDecision | None) -> None:
+    ctx.panel.state.applied = (
+        {"rule": cfo.rule_settings(applied.rule), "when": applied.when} if applied else None
+    )
+
+
+def _applied_text(rule: DecisionRule, applied: dict | None) -> str:
+    """Whether the panel's settings are the decision last applied to the dataset."""
+    if not applied:
+        return " · no decision applied yet"
+    if cfo.rule_from_settings(applied["rule"]) == rule:
+        return f" · these settings are the decision applied on {applied['when']}"
+    return f" · not applied (the decision applied on {applied['when']} differs)"
 
 
 def _histogram_traces(hist: list[int] | None, rule: DecisionRule) -> list[dict]:

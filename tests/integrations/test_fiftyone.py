@@ -888,3 +888,187 @@ def test_a_failure_mid_run_reaches_the_app_and_still_raises(dataset):
         (uri.rsplit("/", 1)[-1], params) for uri, params in sent
     ]
     assert any(p.get("variant") == "error" for _, p in sent)
+
+
+# -- the forms say what will happen ------------------------------------------------------------
+def _form(uri: str, samples, **params):
+    return foo.get_operator(uri).resolve_input(operator_context(uri, samples, params)).type
+
+
+def test_forms_lead_with_their_summary(boundary_dataset, photo_paths, tiny_checkpoint):
+    ds = boundary_dataset
+    cfo.check_fields(ds)
+    assert list(_form(ACT, ds).properties)[0] == "preview"
+    assert list(_form(EXPORT, ds).properties)[0] == "preview"
+    one = fo.Dataset()
+    try:
+        one.add_sample(fo.Sample(filepath=photo_paths[0]))
+        form = _form(DETECT, one, model=tiny_checkpoint)
+        assert list(form.properties)[0] == "summary"
+        assert form.properties["summary"].view.label == "1 of 1 sample will be scored"
+    finally:
+        one.delete()
+
+
+def test_with_a_review_band_the_form_says_exactly_what_happens(boundary_dataset):
+    ds = boundary_dataset
+    form = _form(ACT, ds, use_review_band=True, review_low=0.3, review_high=0.7, threshold=0.5)
+    threshold = form.properties["threshold"].view.description
+    assert "the band (0.3 to 0.7) decides and this number changes no outcome" in threshold
+    preview = form.properties["preview"].view
+    counts = cfo.count_decisions(ds, DecisionRule(0.5, review_band=(0.3, 0.7)))
+    assert preview.label == (
+        f"Of {len(ds)} samples: {counts['keep']} kept, {counts['remove']} synthetic, "
+        f"{counts['review']} to review, {counts['unscored']} unscored"
+    )
+    assert preview.description == (
+        "fake_prob < 0.3: kept; 0.3 ≤ fake_prob < 0.7: to review (tagged 'deepfake_review'); "
+        "fake_prob ≥ 0.7: synthetic (tagged 'synthetic'); no score (unreadable image): set "
+        "apart as unscored (tagged 'deepfake_unscored')"
+    )
+    plain = _form(ACT, ds, threshold=0.5).properties["threshold"].view.description
+    assert "at or above this are synthetic" in plain
+
+
+def test_apply_result_lists_only_what_it_did(boundary_dataset):
+    ds = boundary_dataset
+    op = foo.get_operator(ACT)
+
+    def output(**params) -> dict:
+        ctx = operator_context(ACT, ds, params)
+        results = op.execute(ctx)
+        out = op.resolve_output(operator_context(ACT, ds, params, results=results)).type
+        return {k: results.get(k) for k in out.properties}
+
+    got = output(threshold=0.5)
+    assert set(got) == {"outcomes", "tags", "decision_field"}  # no empty "Saved view"
+    counts = cfo.count_decisions(ds, DecisionRule(0.5))
+    assert got["outcomes"] == (
+        f"{counts['keep']} samples kept, {counts['remove']} samples synthetic, 0 samples to "
+        f"review, {counts['unscored']} samples unscored"
+    )
+    assert got["tags"] == (
+        "'synthetic' on the synthetic samples, 'deepfake_unscored' on the unscored samples"
+    )
+    assert output(threshold=0.5, action="save_view", view_name="v")["saved_view"] == "v"
+    deleted = output(threshold=0.5, action="delete", confirm_delete=True)["deleted"]
+    assert deleted == counts["remove"]
+
+
+def test_applying_in_the_app_shows_the_decision_on_tiles(boundary_dataset):
+    """After an App run: the dataset reloads, the decision field replaces the 0.5 label among
+    the active fields, and the App takes the dataset's colours."""
+    ds = boundary_dataset
+    ctx = operator_context(ACT, ds, {"threshold": 0.5}, active_fields=["deepfake", "gt"])
+    foo.get_operator(ACT).execute(ctx)
+    sent = {r.operator_uri.rsplit("/", 1)[-1]: r.params for r in ctx.executor._requests}
+    assert sent["set_active_fields"] == {"fields": ["gt", "deepfake_decision"]}
+    assert "reload_dataset" in sent
+    colors = {f["path"]: f for f in sent["set_color_scheme"]["fields"]}
+    assert colors["deepfake_decision"]["valueColors"][0] == {"value": "keep", "color": "#0072B2"}
+    assert sent["set_color_scheme"]["color_by"] == "value"
+
+
+def test_export_follows_the_last_applied_decision(boundary_dataset, tmp_path):
+    import pyarrow.parquet as pq
+
+    ds = boundary_dataset
+    cfo.check_fields(ds)
+    source = _form(EXPORT, ds).properties["decision_source"].view.label
+    assert source == "No decision has been applied to these scores: exporting with the rule below"
+
+    foo.get_operator(ACT)(ds, threshold=0.5, review_band=(0.3, 0.7))
+    form = _form(EXPORT, ds)
+    assert form.properties["decision_source"].view.label.startswith(
+        "Following the decision applied on "
+    )
+    assert form.properties["threshold"].default == 0.5
+    assert form.properties["use_review_band"].default is True
+    assert (form.properties["review_low"].default, form.properties["review_high"].default) == (
+        0.3,
+        0.7,
+    )
+    changed = _form(EXPORT, ds, threshold=0.4).properties["decision_source"].view.label
+    assert changed.startswith("Changed from the decision applied on ")
+    assert "(threshold 0.5, review band 0.3–0.7)" in changed
+
+    out = tmp_path / "kept.parquet"
+    result = foo.get_operator(EXPORT)(ds, str(out))  # no threshold: the applied decision
+    rule = DecisionRule(0.5, review_band=(0.3, 0.7))
+    ids, probs = ds.values(["id", "fake_prob"])
+    kept = [i for i, o in zip(ids, rule.decide_many(probs), strict=True) if o == "keep"]
+    assert pq.read_table(out).column("sample_id").to_pylist() == kept
+    assert result.result == {"rows": len(kept), "path": str(out)}
+    assert pq.read_schema(out).metadata[b"curate.review_band"] == b"[0.3, 0.7]"
+    reviewed = [i for i, o in zip(ids, rule.decide_many(probs), strict=True) if o == "review"]
+    assert reviewed and not set(reviewed) & set(kept)  # a sample tagged for review stays out
+
+
+@pytest.mark.parametrize("delegate", [False, True])
+def test_export_streams_its_progress(scored, tmp_path, delegate):
+    out = tmp_path / "all.parquet"
+    params = {"path": str(out), "only_kept": False}
+    if not delegate:
+        ctx = operator_context(EXPORT, scored, params)
+        sent = [m.body.params for m in foo.get_operator(EXPORT).execute(ctx)]
+        n = len(scored)
+        assert sent[0] == {"label": f"Wrote {n} of {n} rows", "progress": 1.0}
+        assert sent[1] == {"label": f"Exported {n} rows to {out}", "progress": 1.0}
+        assert sent[2] == {"message": f"Exported to {out}", "variant": "success"}
+        return
+    foo.get_operator(EXPORT)(scored, str(out), only_kept=False, delegate=True)
+    service = DelegatedOperationService()
+    (result,) = service.execute_queued_operations(operator=EXPORT, dataset_name=scored.name)
+    assert result.error is None, result.error
+    (doc,) = service.list_operations(dataset_name=scored.name, operator=EXPORT)
+    assert doc.status.progress == 1.0
+    assert doc.status.label == f"Exported {len(scored)} rows to {out}"
+
+
+def test_large_runs_are_steered_to_scheduling(boundary_dataset, monkeypatch):
+    ds = boundary_dataset
+    module = sys.modules[type(foo.get_operator(ACT)).__module__]
+    monkeypatch.setattr(module, "DELEGATE_ABOVE", 3)
+    op = foo.get_operator(ACT)
+    ctx = operator_context(ACT, ds, {})
+    for allowed in (True, False):
+        monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", allowed)
+        options = op.resolve_execution_options(ctx)
+        assert options.allow_immediate_execution and options.allow_delegated_execution
+        assert options.default_choice_to_delegated is allowed
+        warning = _form(ACT, ds).properties["long_run"].view
+        assert warning.label == f"{len(ds)} samples to decide: a long run"
+        hint = "`fiftyone delegated launch`" if allowed else "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"
+        assert hint in warning.description
+    monkeypatch.setattr(module, "DELEGATE_ABOVE", len(ds))
+    assert not op.resolve_execution_options(ctx).default_choice_to_delegated
+    assert "long_run" not in _form(ACT, ds).properties
+
+
+def test_a_blank_model_is_an_error_and_no_model_is_the_default(dataset, tiny_checkpoint,
+                                                              monkeypatch):  # fmt: skip
+    form = _form(DETECT, dataset, model="  ")
+    assert form.properties["model"].error_message.startswith("Enter a model")
+    monkeypatch.setenv("CURATE_MODEL", tiny_checkpoint)  # the server's default
+    assert _form(DETECT, dataset).properties["model"].invalid is not True
+    foo.execute_operator(DETECT, {"view": dataset.limit(2), "params": {}})
+    assert cfo.scoring_settings(dataset)["curate.model"] == tiny_checkpoint
+
+
+def test_detect_with_synthetic_labels(dataset, tiny_checkpoint, tmp_path):
+    import shutil
+
+    odd = tmp_path / "odd-labels"
+    shutil.copytree(tiny_checkpoint, odd)
+    config = odd / "config.json"
+    config.write_text(config.read_text().replace('"Fake"', '"Sky"').replace('"Real"', '"Sea"'))
+    form = _form(DETECT, dataset, model=str(odd))
+    assert "'Synthetic labels'" in form.properties["model"].error_message
+    form = _form(DETECT, dataset, model=str(odd), synthetic_labels="Cloud")
+    assert "'Synthetic labels' names 'Cloud'" in form.properties["synthetic_labels"].error_message
+    view = dataset.limit(3)
+    foo.get_operator(DETECT)(view, model=str(odd), synthetic_labels=["Sky"])
+    paths, probs = view.values(["filepath", "fake_prob"])
+    assert (
+        probs == DeepfakeScorer(str(odd), synthetic_labels="Sky").score_images(paths)["fake_prob"]
+    )

@@ -35,20 +35,37 @@ from curate.integrations.fiftyone.wording import OUTCOME_NAMES, count  # noqa: E
 from curate.testing import build_random_checkpoint  # noqa: E402
 
 
+def crops(photo_paths: list[str], folder: Path) -> dict[str, str]:
+    """Nine overlapping crops of each example photo, as JPEG files: real image content whose
+    scores spread. -> {path: the photo it came from}."""
+    from PIL import Image
+
+    folder.mkdir()
+    out = {}
+    for photo in photo_paths:
+        img = Image.open(photo).convert("RGB")
+        w, h = img.size
+        for i in range(3):
+            for j in range(3):
+                box = (i * w // 4, j * h // 4, i * w // 4 + w // 2, j * h // 4 + h // 2)
+                path = folder / f"{Path(photo).stem}-{i}{j}.jpg"
+                img.crop(box).save(path, quality=90)
+                out[str(path)] = photo
+    return out
+
+
 @pytest.fixture
-def review_dataset(photo_paths, mode_images, jpegs_of_size, broken_images, tiny_checkpoint,
-                   tmp_path):  # fmt: skip
+def review_dataset(photo_paths, broken_images, tiny_checkpoint, tmp_path):
     """Real images (one unreadable) scored by a two-detector ensemble, with ground truth."""
     second = build_random_checkpoint(tmp_path / "second", classifier_scale=2 * SPREAD, seed=1)
-    resized = jpegs_of_size(200, 150) + jpegs_of_size(320, 240)
-    files = list(photo_paths) + list(mode_images.values()) + resized
-    files.append(broken_images["truncated"])
+    sources = crops(photo_paths, tmp_path / "crops")
+    files = [*sources, broken_images["truncated"]]
+    # Ground truth a curator might have: crops of two of the photos are "Fake".
+    fake = set(sorted(photo_paths)[:2])
     ds = fo.Dataset(f"curate-panel-{tmp_path.name}", persistent=True, overwrite=True)
-    # Ground truth a curator might have: the resized copies are "Fake", the rest "Real".
     ds.add_samples(
-        [fo.Sample(filepath=f, ground_truth=fo.Classification(label="Fake" if f in resized
-                                                              else "Real"))
-         for f in files]
+        [fo.Sample(filepath=f, ground_truth=fo.Classification(
+            label="Fake" if sources.get(f) in fake else "Real")) for f in files]
     )  # fmt: skip
     scorer = DeepfakeScorer([tiny_checkpoint, second], device="cpu", dtype="float32")
     cfo.score_samples(ds, scorer)
@@ -165,7 +182,9 @@ def test_review_panel_in_the_app(review_dataset, tmp_path):
         page.screenshot(path=str(shots / "5-tag-form.png"))
         click_execute(page)
         wait_until(lambda: ds.reload() or bool(ds.count_sample_tags()), 60, "tags")
-        page.get_by_role("button", name="Close", exact=True).first.wait_for(timeout=60_000)
+        outcomes = ", ".join(f"{count(counts[o])} {OUTCOME_NAMES[o]}" for o in OUTCOMES)
+        page.get_by_text(outcomes, exact=True).wait_for(timeout=60_000)
+        page.get_by_text("these settings are the decision applied on", exact=False).wait_for()
         page.screenshot(path=str(shots / "6-tag-done.png"))
         page.get_by_role("button", name="Close", exact=True).first.click()
         probs, tags, decisions = ds.values(["fake_prob", "tags",

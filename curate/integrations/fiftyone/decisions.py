@@ -297,8 +297,6 @@ def apply_decision(
     check_rule_fields(samples, rule, prob_field)
     if decision_field is not None:
         problem = field_problem(samples, decision_field, "decision")
-        if problem is None and decision_field == prob_field:
-            problem = "the decision field must not be the score field"
         if problem:
             raise FieldConflictError(problem)
     views = decision_views(samples, rule, prob_field)
