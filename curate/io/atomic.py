@@ -26,10 +26,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
-    """A temporary path beside `path` to write to; renamed onto `path` when the block ends
-    without an error, removed otherwise. `suffix` keeps an extension writers look at."""
+    """A temporary path beside `path` to write to (named `temp_prefix(path)...tmp[suffix]`);
+    renamed onto `path` when the block ends without an error, removed otherwise. `suffix`
+    keeps an extension writers look at (".png" for matplotlib)."""
     path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(path) or ".", f".curate-{uuid.uuid4().hex[:12]}{suffix}")
+    name = f"{temp_prefix(path)}{uuid.uuid4().hex[:12]}.tmp{suffix}"
+    tmp = os.path.join(os.path.dirname(path) or ".", name)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -42,6 +44,17 @@ def temp_prefix(path: str | os.PathLike) -> str:
     """How the temporary files of a writer of `path` begin, so a resumed job can sweep up the
     ones a killed writer left; cut so that prefix + suffix stays within a file name's limit."""
     return f".{os.path.basename(os.fspath(path))[:200]}."
+
+
+def remove_temp_files(path: str | os.PathLike) -> None:
+    """Remove the temporary files that killed writers of `path` left beside it."""
+    folder = os.path.dirname(os.fspath(path)) or "."
+    prefix = temp_prefix(path)
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(folder):
+            if name.startswith(prefix) and ".tmp" in name[len(prefix) :]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
 
 
 class AtomicFile:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.io.atomic import atomic_write_text, temp_prefix
+from curate.io.atomic import atomic_write_text, remove_temp_files
 from curate.runs.single import (
     DEFAULT_CHUNK_ROWS,
     MANIFEST_FORMAT,
@@ -212,7 +212,7 @@ class ShardedScoringRun:
             if missing:  # each shard was scored here or waited for: this cannot happen
                 raise RuntimeError(f"shards not done at the end of the run: {missing[:3]}")
             self._write_manifest({**manifest, "complete": True})
-            _remove_temp_files(self.output, f"{SHARDS_MANIFEST}.")
+            remove_temp_files(self.manifest_path)
         self.done = {str(k): int(v) for k, v in manifest["done"].items()}
         return sum(self.done.values())
 
@@ -242,7 +242,7 @@ class ShardedScoringRun:
                 continue
             rows = self._finished_rows(name)
             if rows is None:
-                _remove_temp_files(self.output, temp_prefix(self._path(name)))
+                remove_temp_files(self._path(name))
                 claimed.append((shard, self._path(name), lock))
             else:
                 self.record(self._path(name), rows)
@@ -285,7 +285,7 @@ class ShardedScoringRun:
         try:
             rows = self._finished_rows(name)
             if rows is None:
-                _remove_temp_files(os.path.dirname(path), temp_prefix(path))
+                remove_temp_files(path)
                 run = ScoringRun(
                     shard,
                     self.scorer,
@@ -314,12 +314,3 @@ class ShardedScoringRun:
             shutil.rmtree(work_dir_for(self._path(name)), ignore_errors=True)
             return pq.ParquetFile(self._path(name)).metadata.num_rows
         return None
-
-
-def _remove_temp_files(folder: str, prefix: str) -> None:
-    """Temporary files (`prefix...tmp`) that a killed writer left in `folder`."""
-    with contextlib.suppress(FileNotFoundError):
-        for n in os.listdir(folder):
-            if n.startswith(prefix) and n.endswith(".tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(folder, n))
