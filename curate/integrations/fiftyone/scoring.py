@@ -230,14 +230,25 @@ def score_samples(
     return summary
 
 
+def _two_classes(detector: Any) -> bool:
+    id2label = getattr(getattr(getattr(detector, "model", None), "config", None), "id2label", None)
+    return (
+        len(getattr(detector, "fake_indices", ())) == 1
+        and len(getattr(detector, "real_indices", ())) == 1
+        and id2label is not None
+        and len(id2label) == 2
+    )
+
+
 def _field_values(out: dict[str, list], detector: Any, fields: _Fields) -> dict[str, list]:
     """The scorer's columns as field name -> values (Classification labels built here)."""
     import fiftyone as fo
 
     labels = []
-    has_logits = schema.FAKE_LOGIT in out
-    # Logits are stored per class of the checkpoint (a single detector's: ensembles give none).
-    n_labels = len(detector.model.config.id2label) if has_logits else 0
+    # Logits are stored per class of a two-class checkpoint; an ensemble's or a multi-class
+    # checkpoint's fake_logit is a combined gap, which is no class's logit: none are stored.
+    has_logits = schema.FAKE_LOGIT in out and _two_classes(detector)
+    n_labels = 2 if has_logits else 0
     for i, p in enumerate(out[schema.FAKE_PROB]):
         if p is None:
             labels.append(None)
