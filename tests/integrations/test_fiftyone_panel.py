@@ -1,5 +1,6 @@
 """The Deepfake review panel, opened from the grid's panel menu of the real FiftyOne App and
-driven in headless Chromium: the histogram is drawn, the threshold slider and the review band
+driven in headless Chromium: the histogram is drawn (a click on a bar moves the threshold
+there), the threshold slider and the review band
 move the counts (which equal `count_decisions` under the same `DecisionRule`), each group shows
 in the grid (review borderline first), the Tag button opens the apply operator with the
 panel's settings and runs it, the metrics are `curate eval`'s, an ensemble's members are shown,
@@ -137,6 +138,14 @@ def test_review_panel_in_the_app(review_dataset, tmp_path):
         assert plot.locator(".shapelayer path").count() >= 1
         page.wait_for_timeout(1000)
         page.screenshot(path=str(shots / "1-panel.png"))
+
+        # a click on a bar puts the threshold at the bar's left edge
+        hist = cfo.score_histogram(ds)
+        top = max(k for k, n in enumerate(hist.counts) if n)
+        box = plot.locator(".bars .point path").nth(top).bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        wait_until(lambda: slider_value(page, "Threshold") == hist.lefts[top], 30, "a bar click")
+        wait_for_counts(page, ds, DecisionRule(hist.lefts[top]))
 
         # the threshold slider moves the counts
         t = drag_slider(page, "Threshold", quantile(0.5))

@@ -148,7 +148,10 @@ def export_parquet(
     schema_ = _check_export(samples, path, rule, prob_field, label_field, error_field, fields,
                             overwrite, root)  # fmt: skip
     view = samples
-    metadata = dict(scoring_settings(samples, prob_field))
+    # Where the rows came from; also what marks the file as curate's (so it may be replaced)
+    # when the scores were not written by curate.
+    metadata = {"curate.source": f"fiftyone:{samples._dataset.name}"}
+    metadata.update(scoring_settings(samples, prob_field))
     if rule is not None:
         view = selected_by(samples, rule, list(outcomes), prob_field)
         metadata.update(rule.to_metadata())
