@@ -7,6 +7,7 @@ that still fails to load is reported in the progress box and a notification."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import fiftyone.operators as foo
@@ -74,7 +75,7 @@ class DetectDeepfakes(foo.Operator):
         _score_field_inputs(ctx, inputs, target)
         prob_field = text(ctx, "prob_field", cfo.PROB_FIELD)
         before = cfo.scoring_settings(target, prob_field).get("curate.model")
-        if model_ok and before and before != _model(ctx):
+        if model_ok and before and before != _recorded(_model(ctx)):
             keep = "are kept" if ctx.params.get("skip_existing") else "are overwritten"
             inputs.view(
                 "other_model",
@@ -97,6 +98,8 @@ class DetectDeepfakes(foo.Operator):
             batch_size=int(ctx.params.get("batch_size", 16)),
             calibration=text(ctx, "calibration"),
             synthetic_labels=text(ctx, "synthetic_labels"),
+            combine=text(ctx, "combine", "mean"),
+            head=text(ctx, "head"),
             with_logits=bool(ctx.params.get("store_logits", False)),
             provenance=checker_from_options(
                 bool(ctx.params.get("provenance", False)),
@@ -117,10 +120,12 @@ class DetectDeepfakes(foo.Operator):
     def __call__(
         self,
         sample_collection,
-        model: str | None = None,
+        model: str | list[str] | None = None,
         revision: str | None = None,
         calibration: str | None = None,
         synthetic_labels: str | list[str] | None = None,
+        combine: str = "mean",
+        head: str | None = None,
         batch_size: int = 16,
         device: str = "auto",
         dtype: str = "auto",
@@ -142,9 +147,15 @@ class DetectDeepfakes(foo.Operator):
         detect(dataset, model="prithivMLmods/open-deepfake-detection", batch_size=32)
         # or queue it for `fiftyone delegated launch`:
         detect(dataset.match_tags("new"), skip_existing=True, delegate=True)
+        # an ensemble, or a head fitted by `curate adapt`:
+        detect(dataset, model=["umm-maybe/AI-image-detector", "Organika/sdxl-detector"], combine="max")
         """
+        if isinstance(model, (list, tuple)):
+            model = ",".join(model)
         params = {
             "model": model or default_model(),
+            "combine": combine,
+            "head": head,
             "revision": revision,
             "calibration": calibration,
             "synthetic_labels": (
@@ -167,11 +178,24 @@ class DetectDeepfakes(foo.Operator):
         return run(self, sample_collection, params, delegate)
 
 
-def _model(ctx) -> str:
-    """The form's model; the default (CURATE_MODEL on the server, else the Hub default) only
-    when no model was given at all: a blank one is an error in the form."""
+def _model(ctx) -> str | list[str]:
+    """The form's model, or a list of models for an ensemble (comma-separated in the form);
+    the default (CURATE_MODEL on the server, else the Hub default) only when no model was
+    given at all: a blank one is an error in the form."""
     model = ctx.params.get("model")
-    return default_model() if model is None else str(model).strip()
+    if model is None:
+        return default_model()
+    names = [m.strip() for m in str(model).split(",") if m.strip()]
+    return names if len(names) > 1 else (names[0] if names else "")
+
+
+def _members(model: str | list[str]) -> list[str]:
+    return model if isinstance(model, list) else [model]
+
+
+def _recorded(model: str | list[str]) -> str:
+    """How `curate.model` records this model (a JSON list for an ensemble)."""
+    return model if isinstance(model, str) else json.dumps(model)
 
 
 def _todo(ctx, target):
@@ -226,8 +250,9 @@ def _model_inputs(ctx, inputs) -> bool:
         default=default_model(),
         required=False,
         label="Model",
-        description="A Hugging Face Hub id (owner/name) or a checkpoint folder on the server; "
-        f"preset to the server's default, {default_model()}",
+        description="A Hugging Face Hub id (owner/name) or a checkpoint folder on the server, "
+        "or several, comma-separated, for an ensemble; preset to the server's default, "
+        f"{default_model()}",
     )
     inputs.str(
         "revision",
@@ -243,7 +268,31 @@ def _model_inputs(ctx, inputs) -> bool:
         "synthetic/real: the classes that mean synthetic, comma-separated",
     )
     names = text(ctx, "synthetic_labels")
-    problem = cfo.model_problem(_model(ctx), text(ctx, "revision"), names)
+    members = _members(_model(ctx))
+    problem = None
+    for member in members:
+        problem = cfo.model_problem(member, text(ctx, "revision"), names)
+        if problem:
+            break
+    if len(members) > 1:
+        inputs.enum(
+            "combine",
+            ["mean", "max", "logit_mean"],
+            default="mean",
+            label="Combine",
+            description="How the ensemble's scores combine: the mean of the members' "
+            "probabilities, the highest, or the mean of their logit gaps",
+        )
+        if problem is None and text(ctx, "revision"):
+            problem = "Revision pins one model; leave it empty for an ensemble"
+    head = inputs.str(
+        "head",
+        required=False,
+        label="Adapted head",
+        description="Optional: a head folder from `curate adapt` for this model (one model only)",
+    )
+    if text(ctx, "head") and len(members) > 1:
+        ok = invalid(head, "An adapted head belongs to one model, not an ensemble") and ok
     about_labels = bool(problem and names and "'Synthetic labels'" in problem)
     ok = invalid(labels if about_labels else prop, problem) and ok
 
