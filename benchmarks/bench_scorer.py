@@ -3,17 +3,23 @@
 In one run, on the same ~1 MP JPEG files and the full-size architecture (random weights, the
 real checkpoint's cost: see curate.testing.FULL_SIZE): times the seed's reference loop (one
 image at a time, AutoImageProcessor + model + softmax), then DeepfakeScorer in each
-configuration asked for; measures the machine's matmul peak (fp32 and bf16, 4096^2) in the
-same run; prints images/s, the ratio to the reference loop, the model's achieved GFLOP/s as a
-fraction of the matmul peak of its dtype, the max |dp| against the fp32 reference, and where
-the time goes (decode + resize on CPU threads, host-to-device transfer + device preprocessing,
-forward), each stage timed alone.
+configuration asked for, in interleaved rounds (so a shared machine's load hits every config
+alike); measures the machine's matmul peaks (fp32, bf16, int8) in the same run; prints for
+each config images/s (median round), the ratio to the reference loop (median of the per-round
+ratios), CPU seconds per image (all threads; steadier than wall time on a loaded machine, run
+with OMP_WAIT_POLICY=PASSIVE so idle OpenMP threads do not spin), the fraction of its compute
+dtype's matmul peak, the max |dp| against the fp32 reference, and any one-off compile cost.
+`--profile` adds where the time goes per image: decode, resize, to tensor + normalise,
+forward, each stage timed alone.
 
-    python benchmarks/bench_scorer.py --images 12
-    python benchmarks/bench_scorer.py --device cuda --images 2048 --configs bf16:auto,bf16:auto:nvjpeg --no-reference
+    python benchmarks/bench_scorer.py --images 12 --profile
+    python benchmarks/bench_scorer.py --device cuda --images 2048 --no-reference
 
-A config is DTYPE[:BATCH][:OPTION...] with options compile, torch (resize on the device),
-pil, nvjpeg, draft; e.g. `bf16:4`, `fp32:8:torch`, `bf16:auto:nvjpeg`.
+A config is DTYPE[:BATCH][:OPTION...]: DTYPE fp32, bf16, fp16 or auto (the scorer's
+default); options compile (compiled from the first batch: the steady state of a long run
+with the default compile="auto"; without it the config runs eagerly, as a short default run
+does), int8 (quantize="int8", compiled), torch (resize on the device), pil, nvjpeg, draft;
+e.g. `bf16:4`, `auto:16:compile`, `auto:16:int8`, `bf16:auto:nvjpeg`.
 """
 
 from __future__ import annotations
@@ -51,17 +57,29 @@ def model_gflop(config) -> float:
     return 2 * (patch + v.num_hidden_layers * layer + head) / 1e9
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 4096, reps: int = 5) -> float:
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    a @ b
+def matmul_peak(
+    dtype: torch.dtype, device: torch.device, n: int = 4096, reps: int = 5, cpu_time: bool = False
+) -> float:
+    """GFLOP/s (GOP/s for int8: `torch._int_mm`) of an n x n matmul, best of `reps`; with
+    `cpu_time`, GFLOP per CPU second (all threads), which load on a shared machine barely
+    moves."""
+    if dtype == torch.int8:
+        a = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device)
+        b = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device)
+        mm = torch._int_mm
+    else:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        mm = torch.matmul
+    mm(a, b)
+    clock = time.process_time if cpu_time else time.perf_counter
     best = float("inf")
     for _ in range(reps):
         _sync(device)
-        t = time.perf_counter()
-        a @ b
+        t = clock()
+        mm(a, b)
         _sync(device)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return 2 * n**3 / best / 1e9
 
 
@@ -102,14 +120,17 @@ def reference_loop(ref: ReferenceDetector, paths: list[str]) -> tuple[float, np.
 
 
 def parse_config(spec: str) -> tuple[str, dict]:
+    """`DTYPE[:BATCH][:OPTION...]` as DeepfakeScorer keyword arguments (see the docstring)."""
     parts = spec.split(":")
     dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(parts[0], parts[0])
-    kw: dict = {"dtype": dtype}
+    kw: dict = {"dtype": dtype, "compile": False}
     for part in parts[1:]:
         if part.isdigit() or part == "auto":
             kw["batch_size"] = int(part) if part.isdigit() else part
         elif part == "compile":
             kw["compile"] = True
+        elif part == "int8":
+            kw.update(quantize="int8", compile=True)
         elif part in ("torch", "pil"):
             kw["resize"] = part
         elif part == "nvjpeg":
@@ -121,36 +142,74 @@ def parse_config(spec: str) -> tuple[str, dict]:
     return spec, kw
 
 
-def stage_split(scorer: DeepfakeScorer, paths: list[str]) -> dict[str, float]:
-    """Seconds per image of each stage, run alone: decode (+ PIL resize) on the scorer's
-    threads; upload + device resize/normalise; forward (synchronised)."""
-    from curate.pipeline.preprocess import normalize, pinned_batch, resize_on_device
+def compute_dtype(scorer: DeepfakeScorer) -> str:
+    """The dtype whose matmul peak bounds the config: int8 when quantised, else the model's."""
+    return "int8" if scorer.quantize else str(scorer.detector.dtype).removeprefix("torch.")
+
+
+def profile(scorer: DeepfakeScorer, paths: list[str]) -> dict[str, float]:
+    """Seconds per image of each stage, run alone, in this order: decode (read + decode, one
+    thread), resize (PIL, one thread), to tensor + normalise (or, with resize="torch", upload +
+    resize + normalise on the device), forward (synchronised); and the scorer's own decode +
+    resize on its worker threads (wall), which runs beside the forward in a real run."""
+    from curate.pipeline.decode import read_image
+    from curate.pipeline.preprocess import normalize, pinned_batch, resize, resize_on_device
 
     det = scorer.detector
-    size = scorer.chunk_size(det)
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+    n, size = len(paths), scorer.chunk_size(det)
+    on_device = scorer.resize_mode(det) == "torch"
     t = time.perf_counter()
-    prepared = [scorer._prepare(c, det)[0] for c in chunks]
+    images = [read_image(p)[0] for p in paths]
     decode = time.perf_counter() - t
-    torch_resize = scorer.resize_mode(det) == "torch"
-    pixels = []
+    t = time.perf_counter()
+    arrays = [np.array(i) if on_device else resize(i, det.preprocess) for i in images]
+    resized = time.perf_counter() - t
+    chunks = [arrays[i : i + size] for i in range(0, n, size)]
     _sync(det.device)
     t = time.perf_counter()
-    for arrays in prepared:
-        if torch_resize:
-            pixels.append(resize_on_device(arrays, det.preprocess, det.device, det.dtype))
+    pixels = []
+    for chunk in chunks:
+        if on_device:
+            pixels.append(resize_on_device(chunk, det.preprocess, det.device, det.dtype))
         else:
-            batch = pinned_batch(arrays, det.device)
+            batch = pinned_batch(chunk, det.device)
             pixels.append(normalize(batch, det.preprocess, det.device, det.dtype))
     _sync(det.device)
-    transfer = time.perf_counter() - t
+    normalise = time.perf_counter() - t
     t = time.perf_counter()
     for x in pixels:
         det.logits(x)
     _sync(det.device)
     forward = time.perf_counter() - t
-    n = len(paths)
-    return {"decode_s": decode / n, "transfer_s": transfer / n, "forward_s": forward / n}
+    t = time.perf_counter()
+    for i in range(0, n, size):
+        scorer._prepare(paths[i : i + size], det)
+    threads = time.perf_counter() - t
+    return {
+        "decode_s": decode / n,
+        "resize_s": resized / n,
+        "normalise_s": normalise / n,
+        "forward_s": forward / n,
+        "decode_resize_on_threads_s": threads / n,
+    }
+
+
+def print_profile(spec: str, split: dict[str, float]) -> None:
+    stages = ("decode", "resize", "normalise", "forward")
+    total = sum(split[f"{k}_s"] for k in stages)
+    cells = "  ".join(
+        f"{k} {split[f'{k}_s'] * 1e3:7.1f} ms {split[f'{k}_s'] / total:5.1%}" for k in stages
+    )
+    threads = split["decode_resize_on_threads_s"]
+    print(f"  {spec:32s} per image: {cells}   decode+resize on the scorer's threads "
+          f"{threads * 1e3:.1f} ms = {threads / split['forward_s']:.0%} of the forward")  # fmt: skip
+
+
+def default_configs(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "auto:auto,auto:auto:nvjpeg,auto:auto:compile"
+    # The exact path; the default in a short run (eager) and a long one (compiled); int8.
+    return "fp32:8,auto:16,auto:16:compile,auto:16:int8"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -160,19 +219,21 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu")
     ap.add_argument(
         "--configs",
-        default="fp32:8,bf16:4,bf16:8,bf16:4:compile",
-        help="comma-separated DeepfakeScorer configs (see module docstring)",
+        default=None,
+        help="comma-separated DeepfakeScorer configs (see above; default on CPU: "
+        "fp32:8,auto:16,auto:16:compile,auto:16:int8; on CUDA: "
+        "auto:auto,auto:auto:nvjpeg,auto:auto:compile)",
     )
     ap.add_argument("--no-reference", action="store_true", help="skip the reference loop")
     ap.add_argument(
         "--rounds",
         type=int,
         default=3,
-        help="interleaved rounds over all configs; each rate is its median round (default 3), "
-        "which keeps a shared machine's load from favouring whichever config ran when it was "
-        "quiet",
+        help="interleaved rounds over all configs (default 3); each rate is its median round "
+        "and each ratio the median of its per-round ratios, which keeps a shared machine's "
+        "load from favouring whichever config ran when it was quiet",
     )
-    ap.add_argument("--no-split", action="store_true", help="skip the per-stage timing")
+    ap.add_argument("--profile", action="store_true", help="time each stage alone, per config")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--checkpoint", default=None, help="full-size checkpoint dir (built if absent)")
     ap.add_argument("--json", default=None, help="also write the results here")
@@ -192,71 +253,107 @@ def main(argv: list[str] | None = None) -> dict:
     paths = make_jpegs(work / "jpegs", args.images, (w, h))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')}, "
           f"{len(paths)} JPEGs of {w}x{h}, {gflop:.1f} GFLOP/image")  # fmt: skip
-    peak = {
-        "float32": matmul_peak(torch.float32, device),
-        "bfloat16": matmul_peak(torch.bfloat16, device),
-    }
-    print(f"matmul peak 4096^2: fp32 {peak['float32']:.0f} GFLOP/s, bf16 {peak['bfloat16']:.0f}")
+    specs = [parse_config(s) for s in (args.configs or default_configs(device)).split(",") if s]
+    peak_dtypes = ["float32", "bfloat16"] + (["int8"] if any("int8" in s for s, _ in specs) else [])
+    peak = {dt: matmul_peak(getattr(torch, dt), device) for dt in peak_dtypes}
+    print(
+        "matmul peak 4096^2: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()) + " G(FL)OP/s"
+    )
     results: dict = {"device": name, "images": len(paths), "gflop_per_image": gflop, "peak": peak}
-    runs: dict[str, list[float]] = {}
+    cpu_peak: dict[str, float] = {}
+    if device.type == "cpu":
+        cpu_peak = {dt: matmul_peak(getattr(torch, dt), device, cpu_time=True) for dt in peak}
+        results["peak_per_cpu_second"] = cpu_peak
     ref = None
     if not args.no_reference:
         ref = ReferenceDetector(ckpt)
         ref.probabilities(np.asarray(Image.open(paths[0]).convert("RGB")))  # warm-up
-    scorers = {}
-    for spec, kw in (parse_config(s) for s in args.configs.split(",") if s):
+    scorers, setup = {}, {}
+    for spec, kw in specs:
         scorer = DeepfakeScorer(ckpt, device=args.device, with_logits=True, **kw)
-        scorer.score_images(paths[: scorer.chunk_size(scorer.load())])  # warm-up (and compile)
+        t = time.perf_counter()
+        scorer.load()
+        loaded = time.perf_counter() - t
+        scorer.score_images(paths[: scorer.chunk_size()])  # warm-up (and compile)
+        model = scorer.detector.model
+        setup[spec] = {"load_s": loaded, "compile_s": getattr(model, "compile_seconds", None)}
         scorers[spec] = scorer
+    runs: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     ref_p, outs = None, {}
     for _ in range(args.rounds):
         if ref is not None:
-            rate, ref_p = reference_loop(ref, paths)
-            runs.setdefault("reference", []).append(rate)
+            t, c = time.perf_counter(), time.process_time()
+            ref_p = reference_loop(ref, paths)[1]
+            runs.setdefault("reference", []).append(len(paths) / (time.perf_counter() - t))
+            cpu.setdefault("reference", []).append((time.process_time() - c) / len(paths))
         for spec, scorer in scorers.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             outs[spec] = scorer.score_images(paths)
             runs.setdefault(spec, []).append(len(paths) / (time.perf_counter() - t))
+            cpu.setdefault(spec, []).append((time.process_time() - c) / len(paths))
             assert all(e is None for e in outs[spec]["deepfake_error"])
     results["rounds"] = runs
-    # The matmul peak again after the runs: the higher reading is the less disturbed one.
+    results["cpu_s_per_image_rounds"] = cpu
+    # The peaks again after the runs: the higher reading is the less disturbed one.
     for dt in peak:
         peak[dt] = max(peak[dt], matmul_peak(getattr(torch, dt), device))
-    print(f"matmul peak (best of start and end): fp32 {peak['float32']:.0f}, "
-          f"bf16 {peak['bfloat16']:.0f} GFLOP/s")  # fmt: skip
-    ref_rate = float(np.median(runs["reference"])) if ref is not None else None
-    if ref_rate:
-        frac = ref_rate * gflop / peak["float32"]
-        print(f"{'reference loop (seed, fp32)':34s} {ref_rate:8.2f} img/s   1.00x   "
-              f"{frac:6.1%} of fp32 peak")  # fmt: skip
-        results["reference"] = {"images_per_s": ref_rate}
+    print("matmul peak (best of start and end): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()) + " G(FL)OP/s")  # fmt: skip
+    has_ref = ref is not None
+    if has_ref:
+        rate, cps = float(np.median(runs["reference"])), float(np.median(cpu["reference"]))
+        in_cpu = f" ({gflop / cps / cpu_peak['float32']:.0%} in CPU time)" if cpu_peak else ""
+        print(f"{'reference loop (seed, fp32)':32s} {rate:7.2f} img/s  1.00x  cpu {cps:5.2f} s/img"
+              f"  1.00x   {rate * gflop / peak['float32']:6.1%} of float32 peak{in_cpu}")  # fmt: skip
+        results["reference"] = {"images_per_s": rate, "cpu_s_per_image": cps}
     results["configs"] = {}
     for spec, scorer in scorers.items():
-        det, out, rate = scorer.detector, outs[spec], float(np.median(runs[spec]))
-        dtype = str(det.dtype).removeprefix("torch.")
-        row = {"images_per_s": rate, "fraction_of_peak": rate * gflop / peak.get(dtype, np.nan)}
-        line = f"{spec:34s} {rate:8.2f} img/s"
-        if ref_rate:
-            row["ratio_to_reference"] = rate / ref_rate
-            row["max_abs_dp_vs_fp32_reference"] = float(
-                np.abs(np.asarray(out["fake_prob"]) - ref_p).max()
+        out, rate = outs[spec], float(np.median(runs[spec]))
+        cps, dtype = float(np.median(cpu[spec])), compute_dtype(scorer)
+        row = {
+            "images_per_s": rate,
+            "cpu_s_per_image": cps,
+            "fraction_of_peak": rate * gflop / peak.get(dtype, np.nan),
+            "peak_dtype": dtype,
+            **setup[spec],
+        }
+        if cpu_peak:  # the same fraction in CPU time: steady under load
+            row["cpu_fraction_of_peak"] = gflop / cps / cpu_peak.get(dtype, np.nan)
+        line = f"{spec:32s} {rate:7.2f} img/s"
+        if has_ref:
+            ratios = np.array(runs[spec]) / np.array(runs["reference"])
+            cpu_ratio = float(np.median(np.array(cpu["reference"]) / np.array(cpu[spec])))
+            dp = np.abs(np.asarray(out["fake_prob"], dtype=np.float64) - ref_p)
+            row.update(
+                ratio_to_reference=float(np.median(ratios)),
+                cpu_ratio_to_reference=cpu_ratio,
+                max_abs_dp_vs_fp32_reference=float(dp.max()),
             )
-            line += f"  {rate / ref_rate:5.2f}x"
+            line += f" {row['ratio_to_reference']:5.2f}x"
+        line += f"  cpu {cps:5.2f} s/img"
+        if has_ref:
+            line += f" {row['cpu_ratio_to_reference']:5.2f}x"
         line += f"   {row['fraction_of_peak']:6.1%} of {dtype} peak"
-        if ref_rate:
+        if cpu_peak:
+            line += f" ({row['cpu_fraction_of_peak']:.0%} in CPU time)"
+        if has_ref:
             line += f"   max|dp| {row['max_abs_dp_vs_fp32_reference']:.1e}"
-        if not args.no_split:
-            split = stage_split(scorer, paths)
-            row.update(split)
-            line += "   per image: " + ", ".join(
-                f"{k[:-2]} {v * 1e3:.1f} ms" for k, v in split.items()
-            )
+        if row["compile_s"] is not None:
+            line += f"   one-off: load {row['load_s']:.0f} s + compile {row['compile_s']:.0f} s"
         print(line, flush=True)
         results["configs"][spec] = row
     print("rounds (images/s): " + "; ".join(
         f"{k} " + "/".join(f"{r:.2f}" for r in v) for k, v in runs.items()
     ))  # fmt: skip
+    if args.profile:
+        print("where the time goes (each stage alone; shares of their sum):")
+        for spec, scorer in scorers.items():
+            split = profile(scorer, paths)
+            results["configs"][spec]["profile"] = split
+            print_profile(spec, split)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return results
