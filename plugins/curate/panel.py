@@ -17,12 +17,12 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from curate.filtering import OUTCOMES, REVIEW, UNSCORED, DecisionRule
+from curate.filtering import OUTCOMES, UNSCORED, DecisionRule
 from curate.integrations import fiftyone as cfo
-from curate.integrations.fiftyone.colors import DECISION_COLORS
 from curate.integrations.fiftyone.review import STEP
-from curate.integrations.fiftyone.wording import OUTCOME_NAMES, count, num, rule_steps
+from curate.integrations.fiftyone.wording import OUTCOME_NAMES, count, rule_steps
 
+from . import figures
 from .forms import DEFAULT_BAND, ICONS, PLUGIN, rule_params
 
 NAME = "deepfake_review"
@@ -30,7 +30,6 @@ LABEL = "Deepfake review"
 APPLY = f"{PLUGIN}/apply_deepfake_threshold"
 EXPORT = f"{PLUGIN}/export_parquet"
 DETECT = f"{PLUGIN}/detect_deepfakes"
-THRESHOLD_LINE = "#E69F00"  # Okabe–Ito orange: visible on the App's light and dark themes
 NO_LABELS = "(none)"
 HELP = """Set a threshold (and a review band) and watch what they decide; click a group to see
 it in the grid, borderline samples first; act with the plugin's operators. Tags, deletions and
@@ -249,8 +248,8 @@ class DeepfakeReviewPanel(foo.Panel):
         state.set(update)
         ctx.panel.data.set(
             {
-                "histogram": _histogram_traces(state.hist, rule),
-                "members_histogram": _member_traces(state.members or []),
+                "histogram": figures.histogram_traces(state.hist, rule),
+                "members_histogram": figures.member_traces(state.members or []),
             }
         )
 
@@ -310,7 +309,7 @@ class DeepfakeReviewPanel(foo.Panel):
         )
         panel.plot(
             "histogram",
-            layout=_histogram_layout(rule, prob_field),
+            layout=figures.histogram_layout(rule, prob_field),
             config={"displayModeBar": False, "responsive": True},
             on_click=self.on_histogram_click,
         )
@@ -343,7 +342,7 @@ class DeepfakeReviewPanel(foo.Panel):
             min=0.0,
             max=1.0,
             label="Threshold",
-            view=_slider("Threshold"),
+            view=figures.slider("Threshold"),
             on_change=self.on_threshold,
         )
         panel.bool("band", label="Review band", view=types.SwitchView(), on_change=self.on_band)
@@ -353,7 +352,7 @@ class DeepfakeReviewPanel(foo.Panel):
                 min=0.0,
                 max=1.0,
                 label="Review from",
-                view=_slider("Review from"),
+                view=figures.slider("Review from"),
                 on_change=self.on_review_low,
             )
             panel.float(
@@ -361,7 +360,7 @@ class DeepfakeReviewPanel(foo.Panel):
                 min=0.0,
                 max=1.0,
                 label="Remove from",
-                view=_slider("Remove from"),
+                view=figures.slider("Remove from"),
                 on_change=self.on_review_high,
             )
         unscored = types.DropdownView()
@@ -414,13 +413,13 @@ class DeepfakeReviewPanel(foo.Panel):
         if metrics.get("error"):
             panel.md(f"Cannot measure: {metrics['error']}", name="md_metrics")
             return
-        panel.md(_metrics_markdown(metrics, ctx.panel.state.threshold), name="md_metrics")
+        panel.md(figures.metrics_markdown(metrics, ctx.panel.state.threshold), name="md_metrics")
 
     def _render_members(self, ctx, panel) -> None:
         members = ctx.panel.state.members or []
         if not members:
             return
-        rows = "\n".join(f"| {m['model']} | {_fmt(m['mean'])} |" for m in members)
+        rows = "\n".join(f"| {m['model']} | {figures.fmt(m['mean'])} |" for m in members)
         panel.md(
             f"**Ensemble members** (`member_fake_probs`)\n\n| member | mean score |\n|---|---|\n{rows}",
             name="md_members",
@@ -442,12 +441,6 @@ class DeepfakeReviewPanel(foo.Panel):
 # -- helpers ------------------------------------------------------------------------------------
 # Markdown blocks are named md_*: a panel reads a property's value from its state first, so a
 # block named like a state key ("counts") would show that value instead of its text.
-
-
-def _slider(label: str) -> types.SliderView:
-    # label on top: beside the slider the App cuts labels at 100 px ("Remove fr…")
-    return types.SliderView(label=label, min=0.0, max=1.0, view_multiple_of=STEP,
-                            value_precision=2, label_position="top")  # fmt: skip
 
 
 def _stages(view) -> list[dict]:
@@ -477,108 +470,3 @@ def _applied_text(rule: DecisionRule, applied: dict | None) -> str:
     if cfo.rule_from_settings(applied["rule"]) == rule:
         return f" · these settings are the decision applied on {applied['when']}"
     return f" · not applied (the decision applied on {applied['when']} differs)"
-
-
-def _histogram_traces(hist: list[int] | None, rule: DecisionRule) -> list[dict]:
-    """One bar per score bin, coloured by the outcome the rule's score cuts give it."""
-    hist = hist or []
-    lefts = [round(i * STEP, 6) for i in range(len(hist))]
-    outcomes = [rule.decide(x) for x in lefts]
-    return [
-        {
-            "type": "bar",
-            "x": [round(x + STEP / 2, 6) for x in lefts],
-            "y": hist,
-            "width": STEP,
-            "marker": {"color": [DECISION_COLORS[o] for o in outcomes]},
-            "customdata": [OUTCOME_NAMES[o] for o in outcomes],
-            "hovertemplate": "%{y} samples, score %{x:.3f}: %{customdata}<extra></extra>",
-            "name": "samples",
-        }
-    ]
-
-
-def _histogram_layout(rule: DecisionRule, prob_field: str) -> dict:
-    shapes = [
-        {
-            "type": "line",
-            "x0": rule.threshold,
-            "x1": rule.threshold,
-            "y0": 0,
-            "y1": 1,
-            "yref": "paper",
-            "line": {"color": THRESHOLD_LINE, "width": 2, "dash": "dash"},
-        }
-    ]
-    if rule.review_band:
-        lo, hi = rule.review_band
-        shapes.append(
-            {
-                "type": "rect",
-                "x0": lo,
-                "x1": hi,
-                "y0": 0,
-                "y1": 1,
-                "yref": "paper",
-                "fillcolor": DECISION_COLORS[REVIEW],
-                "opacity": 0.18,
-                "line": {"width": 0},
-            }
-        )
-    title = f"threshold {num(rule.threshold)}"
-    if rule.review_band:
-        title += f", review band {num(rule.review_band[0])}–{num(rule.review_band[1])}"
-    return {
-        "shapes": shapes,
-        "bargap": 0,
-        "xaxis": {"range": [0, 1], "title": {"text": f"{prob_field} ({title})"}},
-        "yaxis": {"title": {"text": "samples"}},
-        "margin": {"t": 10, "b": 40, "l": 50, "r": 10},
-        "showlegend": False,
-        "height": 260,
-    }
-
-
-def _member_traces(members: list[dict]) -> list[dict]:
-    return [
-        {
-            "type": "bar",
-            "x": [round((i + 0.5) * STEP, 6) for i in range(len(m["counts"]))],
-            "y": m["counts"],
-            "width": STEP,
-            "opacity": 0.55,
-            "name": m["model"].rstrip("/").rsplit("/", 1)[-1],
-        }
-        for m in members
-    ]
-
-
-def _fmt(x) -> str:
-    return "–" if x is None else f"{x:.3f}"
-
-
-def _metrics_markdown(metrics: dict, threshold: float) -> str:
-    f = metrics.get("figures") or {}
-    lines = [
-        f"**At threshold {num(threshold)}** on {count(metrics.get('labelled', 0), 'labelled sample')}"
-        f" ({metrics.get('unlabelled', 0):,} without a label, {metrics.get('unscored', 0):,} "
-        "labelled but unscored)",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        f"| accuracy | {_fmt(f.get('accuracy'))} |",
-        f"| Fake precision | {_fmt(f.get('fake_precision'))} |",
-        f"| Fake recall | {_fmt(f.get('fake_recall'))} |",
-        f"| Real removed | {_fmt(f.get('real_removed'))} |",
-        f"| ROC-AUC | {_fmt(f.get('roc_auc'))} |",
-        f"| average precision | {_fmt(f.get('average_precision'))} |",
-        "",
-        "| true class | " + " | ".join(OUTCOME_NAMES[o] for o in OUTCOMES) + " |",
-        "|---|" + "---|" * len(OUTCOMES),
-    ]
-    for cls, row in (metrics.get("by_class") or {}).items():
-        lines.append(f"| {cls} | " + " | ".join(f"{row.get(o, 0):,}" for o in OUTCOMES) + " |")
-    notes = f.get("notes") or []
-    if notes:
-        lines += ["", *[f"_{n}_" for n in notes]]
-    return "\n".join(lines)
