@@ -19,6 +19,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Inductor's compile cache of this test session alone: another process compiling on the same
+# machine (a benchmark, a second test run) must not share its cache files mid-write.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="curate-inductor-"))
 # FiftyOne reads its config when first imported: a throwaway database (never the user's) and
 # this checkout's plugins, for every test module that uses it.
 os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="curate-fo-db-")

@@ -109,14 +109,15 @@ def test_a_failed_compile_goes_on_uncompiled(tiny_checkpoint, photo_paths, tmp_p
     # A batch size no other test compiles, so no compiled code is already in memory.
     model = CompiledModel(detector.model, detector.device, 3, name="tiny")
     x = torch.randn(3, 3, 64, 64)
+    # A fresh cache (nothing to reuse) and no C++ compiler: inductor cannot build. (Inductor's
+    # own `patch`, not monkeypatch: its config objects do not take a plain setattr back.)
     with (
         pytest.MonkeyPatch.context() as mp,
+        inductor_config.patch({"cpp.cxx": (str(tmp_path / "no-such-c++"),)}),
         caplog.at_level(logging.WARNING, logger="curate.pipeline.compile"),
         torch.inference_mode(),
     ):
-        # A fresh cache (nothing to reuse) and no C++ compiler: inductor cannot build.
         mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-        mp.setattr(inductor_config.cpp, "cxx", (str(tmp_path / "no-such-c++"),))
         got = model(pixel_values=x).logits
         again = model(pixel_values=x).logits
         want = detector.model(pixel_values=x).logits
