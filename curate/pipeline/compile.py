@@ -2,9 +2,9 @@
 
 On CPU, `torch.compile(..., options={"freezing": True})` prepacks the weights for oneDNN and
 fuses bias + GELU into the GEMMs (benchmarks/RESULTS.md has the measured gain). Compiling
-costs tens of seconds the first time on a machine (inductor keeps the result in its FX graph
-cache on disk, so a later process with the same model, dtype and batch size compiles in a
-few seconds), so `CompiledModel` runs the model eagerly until its eager forward passes have
+costs about a minute for the full-size detector on a 2-core CPU (inductor's FX graph cache on
+disk can shorten it in a later process with the same model, dtype and batch size, not skip
+it), so `CompiledModel` runs the model eagerly until its eager forward passes have
 taken `after_seconds`, about what a first compile costs, and compiles then (the ski-rental
 rule: a run never spends more than about twice what the better choice in hindsight would
 have). A small run (`curate score one.jpg`, or any run of a tiny model) never compiles; a
@@ -136,7 +136,7 @@ class CompiledModel:
     def _compile_and_run(self, pixel_values: torch.Tensor, kwargs: dict) -> Any:
         _notify(
             f"Compiling {self.name} for batches of {self.batch_size} on {self.device.type} "
-            "(once per machine: later runs reuse it from inductor's cache) ..."
+            "(a one-off cost, about a minute on a small CPU) ..."
         )
         start = time.perf_counter()
         from torch._inductor import config as inductor_config
