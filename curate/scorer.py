@@ -395,6 +395,8 @@ class DeepfakeScorer:
             meta["head_sha256"] = head_digest(self.head)
         if self.synthetic_labels is not None:
             meta["synthetic_labels"] = self.synthetic_labels
+        if self.quantize is not None:  # int8 moves the scores: a file says it was used
+            meta["quantize"] = self.quantize
         if self.provenance is not None:
             meta["provenance"] = describe(self.provenance)
         meta.update(extra)
