@@ -3,7 +3,10 @@ logits become a fake probability. Concrete loaders (Hugging Face classifiers) li
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +32,31 @@ DTYPES = {
 
 class ModelLoadError(RuntimeError):
     """A detector could not be loaded; the message is one sentence a user can act on."""
+
+
+def import_torchao_quietly() -> bool:
+    """Import torchao now, if it is installed (extra `curate[int8]`), with its import-time
+    warnings silenced, and transformers' quantizers, which import more of it; returns whether
+    it is there. transformers imports both with its image processors and models, and they log
+    a warning for each CUDA kernel library a CPU build lacks and each deprecated registration:
+    noise on every model load, not news."""
+    if "torchao" in sys.modules:
+        return sys.modules["torchao"] is not None  # None: its import is blocked
+    if importlib.util.find_spec("torchao") is None:
+        return False
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        import torchao  # noqa: F401
+        import transformers.quantizers  # noqa: F401
+    except ImportError:  # a broken install: as if it were not there
+        return False
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+    return True
 
 
 def default_model() -> str:

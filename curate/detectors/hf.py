@@ -15,6 +15,7 @@ from curate.detectors.base import (
     Detector,
     ModelLoadError,
     default_model,
+    import_torchao_quietly,
     resolve_device,
     resolve_dtype,
 )
@@ -61,6 +62,7 @@ def _quiet_transformers() -> Iterator[None]:
 def load_preprocess_config(model: str, revision: str | None = None) -> PreprocessConfig:
     """The checkpoint's preprocessing, read through transformers' own PIL image processor for
     it (configs only, no weights), or a ModelLoadError saying why it cannot be reproduced."""
+    import_torchao_quietly()  # before transformers' processors import it, loudly
     from transformers import AutoImageProcessor
     from transformers.utils import cached_file
 
@@ -93,6 +95,7 @@ def load_detector(
     string); by default they are read from `id2label` through the synonym table in
     `curate.detectors.labels`. safetensors only and never remote code: a checkpoint is data,
     not a program."""
+    import_torchao_quietly()
     from transformers import AutoModelForImageClassification
 
     model = model or default_model()

@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from curate.detectors.base import ModelLoadError
+from curate.detectors.base import ModelLoadError, import_torchao_quietly
 
 # Methods of transformers' PilBackend that decide pixel values; a processor class that
 # overrides none of them runs the stock pipeline.
@@ -201,6 +201,7 @@ def crop_window(length: int, crop: int) -> tuple[int, int, int]:
 
 def pil_processor_from_dict(cfg: dict[str, Any]) -> Any:
     """transformers' PIL image processor for a `preprocessor_config.json` dict."""
+    import_torchao_quietly()
     from transformers.models.auto.image_processing_auto import (
         get_image_processor_class_from_name,
     )
