@@ -86,23 +86,25 @@ def evaluate(request: EvalRequest, progress: Progress | None = None) -> EvalResu
     cannot answer what was asked."""
     from curate.evaluation.labels import collect_labelled
     from curate.evaluation.report import evaluate_sample, write_eval_report
+    from curate.pipeline.compile import compile_notices
 
     progress = progress or Progress()
     checked = _check(request)
     src = checked.source
     scorer = _scorer(request, checked, checked.calibration)
     progress.start("Reading labels and scores", total=src.num_rows)
-    sample = collect_labelled(
-        src,
-        request.label_column,
-        scorer=scorer,
-        label_map=checked.label_map,
-        group_column=request.group_column,
-        # Rows read per scorer call; the scorer splits them into forward batches.
-        batch_size=256 if checked.batch_size == "auto" else max(checked.batch_size, 64),
-        rescore=request.rescore,
-        progress=progress.advance,
-    )
+    with compile_notices(progress.note):
+        sample = collect_labelled(
+            src,
+            request.label_column,
+            scorer=scorer,
+            label_map=checked.label_map,
+            group_column=request.group_column,
+            # Rows read per scorer call; the scorer splits them into forward batches.
+            batch_size=256 if checked.batch_size == "auto" else max(checked.batch_size, 64),
+            rescore=request.rescore,
+            progress=progress.advance,
+        )
     report = evaluate_sample(sample, checked.options)
     report.source = os.fspath(request.source)
     if sample.stored_scores and checked.calibration not in (None, sample.calibration):

@@ -30,16 +30,36 @@ def parse_batch_size(value: int | str) -> int | str:
     raise RequestError(f"--batch-size must be a positive integer or 'auto', got {value!r}")
 
 
-def check_scoring_options(device: str, dtype: str, batch_size: int | str) -> int | str:
-    """Check `device`, `dtype` and `batch_size` now, so that a typo fails before a model loads
-    (this imports torch). Returns the batch size parsed (`parse_batch_size`)."""
+def check_scoring_options(
+    device: str,
+    dtype: str,
+    batch_size: int | str,
+    compile: bool | str = "auto",
+    quantize: str | None = None,
+) -> int | str:
+    """Check `device`, `dtype`, `batch_size`, `compile` and `quantize` now, so that a typo (or
+    int8 on a machine that cannot run it) fails before a model loads (this imports torch).
+    Returns the batch size parsed (`parse_batch_size`)."""
     from curate.detectors import resolve_device, resolve_dtype
+    from curate.pipeline.compile import check_compile
+    from curate.pipeline.quantize import check_quantize, int8_problem
 
     size = parse_batch_size(batch_size)
     try:
-        resolve_dtype(dtype, resolve_device(device))
+        dev = resolve_device(device)
+        resolve_dtype(dtype, dev)
+        compile = check_compile(compile)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
+    try:
+        quantize = check_quantize(quantize)
+    except ValueError:
+        raise RequestError(f"--quantize takes int8 (or is left out), got {quantize!r}") from None
+    if quantize and compile is False:
+        raise RequestError("--quantize int8 only pays compiled: leave --compile at auto")
+    problem = int8_problem(dev) if quantize else None
+    if problem:
+        raise RequestError(problem)
     return size
 
 
@@ -79,7 +99,8 @@ class ScorerSettings:
     """The options that build a `DeepfakeScorer`, shared by the requests that score images
     (`curate score`, `curate eval`, `curate adapt`). Several `model`s score as an ensemble
     combined by `combine`; `head` is an adapted head (`curate adapt`) for one model;
-    `synthetic_labels` names the checkpoint's synthetic classes. Keyword-only, so a request
+    `synthetic_labels` names the checkpoint's synthetic classes; `compile` and `quantize` are
+    `DeepfakeScorer`'s (compiled graphs, int8). Keyword-only, so a request
     that extends it keeps its own positional fields first."""
 
     model: str | tuple[str, ...] | None = None
@@ -90,6 +111,8 @@ class ScorerSettings:
     combine: str = "mean"
     head: str | os.PathLike | None = None
     synthetic_labels: str | None = None
+    compile: bool | str = "auto"
+    quantize: str | None = None
 
     def scorer_settings(self) -> ScorerSettings:
         """These settings alone, without the request they came with."""
@@ -97,7 +120,9 @@ class ScorerSettings:
 
     def check_scoring(self) -> int | str:
         """`check_scoring_options` of these settings: the batch size parsed."""
-        return check_scoring_options(self.device, self.dtype, self.batch_size)
+        return check_scoring_options(
+            self.device, self.dtype, self.batch_size, self.compile, self.quantize
+        )
 
     def scorer_options(self, batch_size: int | str) -> dict[str, Any]:
         """These settings as `DeepfakeScorer` keyword arguments (`batch_size` as checked)."""
@@ -110,6 +135,8 @@ class ScorerSettings:
             combine=self.combine,
             head=os.fspath(self.head) if self.head else None,
             synthetic_labels=self.synthetic_labels,
+            compile=self.compile,
+            quantize=self.quantize,
         )
 
     def scorer(self, batch_size: int | str, image_column: str, **extra: Any) -> DeepfakeScorer:

@@ -116,7 +116,11 @@ def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResul
     checked = _check(request)
     if request.on_ray:
         return _score_on_ray(request, checked, progress)
-    return _score_locally(request, checked, progress)
+    from curate.pipeline.compile import compile_notices
+
+    # A long run compiles its model once, after a minute or so: the user hears why it pauses.
+    with compile_notices(progress.note):
+        return _score_locally(request, checked, progress)
 
 
 def _check(request: ScoreRequest) -> _Checked:

@@ -15,11 +15,11 @@ score moves slightly with the images it is batched with, within that bound.
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+from curate.detectors.base import import_torchao_quietly
 
 QUANTIZE_MODES = (None, "int8")
 INSTALL_HINT = "pip install 'curate[int8]'"
@@ -42,6 +42,24 @@ def cpu_has_int8_units() -> bool:
     is_vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)
     is_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     return bool(is_vnni() or is_amx())
+
+
+def int8_problem(device: torch.device) -> str | None:
+    """Why quantize='int8' cannot run on `device` here, in one line saying what to change
+    (None: it can). Checked before a model loads, and again when it quantises."""
+    if device.type != "cpu":
+        return (
+            f"quantize='int8' runs on CPU (its int8 kernels are the CPU's), not {device.type}: "
+            "use device='cpu', or dtype='bfloat16' on a GPU"
+        )
+    if not cpu_has_int8_units():
+        return (
+            "quantize='int8' needs a CPU with int8 units (AVX-512 VNNI or AMX); this one has "
+            "none, so int8 would be slower than the default: leave quantize unset"
+        )
+    if not import_torchao_quietly():
+        return f"quantize='int8' needs torchao: {INSTALL_HINT}"
+    return None
 
 
 class Int8Classifier(torch.nn.Module):
@@ -69,22 +87,12 @@ def quantize_int8(
 ) -> Int8Classifier:
     """`model` (an eval-mode classifier taking `pixel_values` of `size` = (height, width))
     with int8 linear layers; a ValueError saying what to install or change if it cannot be."""
-    if device.type != "cpu":
-        raise ValueError(
-            f"quantize='int8' runs on CPU (its int8 kernels are the CPU's), not {device.type}: "
-            "use device='cpu', or dtype='bfloat16' on a GPU"
-        )
-    if not cpu_has_int8_units():
-        raise ValueError(
-            "quantize='int8' needs a CPU with int8 units (AVX-512 VNNI or AMX); this one has "
-            "none, so int8 would be slower than the default: leave quantize unset"
-        )
-    with _quiet("torchao"):
-        try:
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-            from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
-        except ImportError:
-            raise ValueError(f"quantize='int8' needs torchao: {INSTALL_HINT}") from None
+    problem = int8_problem(device)
+    if problem:
+        raise ValueError(problem)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
     model = model.float().eval()
     _plain_padding(model)
     example = torch.zeros(2, 3, *size)
@@ -122,16 +130,3 @@ def _plain_padding(model: torch.nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d) and module.padding == "valid":
             module.padding = (0, 0)
-
-
-@contextmanager
-def _quiet(name: str):
-    # torchao logs a warning for each optional CUDA kernel library a CPU build lacks; they
-    # say nothing about the CPU path.
-    log = logging.getLogger(name)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)

@@ -8,7 +8,7 @@ import typer
 from curate.cli import app
 
 SHARED = {
-    ("score", "eval"): ["--model", "--combine", "--head"],
+    ("score", "eval"): ["--model", "--combine", "--head", "--compile", "--quantize"],
     ("score", "eval", "adapt"): [
         "--revision",
         "--synthetic-labels",

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from curate import DeepfakeScorer
 from curate.pipeline.quantize import (
@@ -15,6 +16,7 @@ from curate.pipeline.quantize import (
     Int8Classifier,
     check_quantize,
     cpu_has_int8_units,
+    int8_problem,
 )
 
 # |fake_prob - fake_prob(float32)| of quantize="int8": 0.010 measured on the 512x512 spread
@@ -29,6 +31,13 @@ def test_quantize_setting_is_checked(tiny_checkpoint):
         DeepfakeScorer(tiny_checkpoint, quantize="int4")
     with pytest.raises(ValueError, match="only pays compiled"):
         DeepfakeScorer(tiny_checkpoint, quantize="int8", compile=False)
+
+
+def test_int8_problems_say_what_to_change(monkeypatch):
+    gpu = int8_problem(torch.device("cuda"))
+    assert gpu and gpu.startswith("quantize='int8' runs on CPU") and "not cuda" in gpu
+    monkeypatch.setattr("curate.pipeline.quantize.cpu_has_int8_units", lambda: False)
+    assert "needs a CPU with int8 units (AVX-512 VNNI or AMX)" in int8_problem(torch.device("cpu"))
 
 
 def test_int8_without_torchao_says_what_to_install(tiny_checkpoint, photo_paths, monkeypatch):
